@@ -1,0 +1,5 @@
+"""Allow ``python -m exporters``."""
+
+from exporters.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Shared, exporter-agnostic building blocks: config, HTTP serving, collector health, state."""

@@ -1,0 +1,214 @@
+"""Prometheus-style flags, each mirrored by an ``OPENCOMPUTE_*`` environment variable.
+
+Why not plain argparse types: argparse stops at the first bad value, and operators editing a
+systemd EnvironmentFile want every problem reported at once. So flags are parsed as strings,
+then resolved (command line > environment > default) and converted in one pass that collects
+all errors into a single :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "OPENCOMPUTE_"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(Exception):
+    """All configuration problems found at startup, reported together."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def dest_of(name: str) -> str:
+    """``web.listen-address`` -> ``web_listen_address`` (the attribute name)."""
+    return name.replace(".", "_").replace("-", "_")
+
+
+def env_of(name: str) -> str:
+    """``web.listen-address`` -> ``OPENCOMPUTE_WEB_LISTEN_ADDRESS``."""
+    return ENV_PREFIX + dest_of(name).upper()
+
+
+def parse_bool(text: str) -> bool:
+    """Parse the usual spellings of a boolean; raise ValueError on anything else."""
+    low = text.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {text!r}")
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Prometheus-style duration (``30s``, ``5m``, ``1h``, ``250ms``) or plain seconds."""
+    t = text.strip()
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0))
+    for suffix, mult in units:
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            value = float(t[: -len(suffix)]) * mult
+            break
+    else:
+        value = float(t)
+    if value < 0:
+        raise ValueError(f"duration must not be negative, got {text!r}")
+    return value
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Parse ``host:port`` / ``:port`` / ``[::1]:port`` into (host, port)."""
+    t = text.strip()
+    if t.startswith("["):
+        host, _, rest = t[1:].partition("]")
+        port_s = rest.lstrip(":")
+    else:
+        host, sep, port_s = t.rpartition(":")
+        if not sep:
+            raise ValueError(f"expected host:port, got {text!r}")
+    port = int(port_s)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return (host or "0.0.0.0", port)
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One flag: ``--name`` on the command line, ``OPENCOMPUTE_NAME`` in the environment."""
+
+    name: str
+    help: str
+    default: Any = None
+    convert: Callable[[str], Any] = str
+    is_bool: bool = False
+    required: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return dest_of(self.name)
+
+    @property
+    def env(self) -> str:
+        return env_of(self.name)
+
+
+@dataclass
+class FlagSet:
+    """The flags of one subcommand, added to an argparse parser and resolved together."""
+
+    flags: list[Flag] = field(default_factory=list)
+
+    def add(self, *flags: Flag) -> None:
+        self.flags.extend(flags)
+
+    def install(self, parser: argparse.ArgumentParser) -> None:
+        """Declare every flag on ``parser`` with default None so env/defaults apply later."""
+        for f in self.flags:
+            help_text = f"{f.help} (env {f.env}; default {f.default!r})"
+            if f.is_bool:
+                parser.add_argument(
+                    f"--{f.name}",
+                    dest=f.dest,
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=help_text,
+                )
+            else:
+                parser.add_argument(
+                    f"--{f.name}", dest=f.dest, default=None, metavar=f.metavar or "VALUE", help=help_text
+                )
+
+    def resolve(
+        self, namespace: argparse.Namespace, environ: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Return {dest: value}; raise ConfigError listing every invalid or missing value."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in self.flags:
+            raw = getattr(namespace, f.dest, None)
+            source = f"--{f.name}"
+            if raw is None and f.env in env:
+                raw = env[f.env]
+                source = f.env
+            if raw is None:
+                if f.required:
+                    problems.append(f"--{f.name} (or {f.env}) is required")
+                values[f.dest] = f.default
+                continue
+            if isinstance(raw, bool):
+                values[f.dest] = raw
+                continue
+            try:
+                values[f.dest] = parse_bool(raw) if f.is_bool else f.convert(raw)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{source}={raw!r}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        return values
+
+
+def web_flags(default_port: int) -> list[Flag]:
+    """The node_exporter-style ``--web.*`` flags every exporter takes."""
+    return [
+        Flag(
+            "web.listen-address",
+            "Address to listen on for the web interface and telemetry.",
+            default=parse_listen_address(f":{default_port}"),
+            convert=parse_listen_address,
+            metavar="HOST:PORT",
+        ),
+        Flag("web.telemetry-path", "Path under which to expose metrics.", default="/metrics", convert=_path),
+        Flag(
+            "web.config.file",
+            "Path to a Prometheus exporter-toolkit web config (TLS, basic auth).",
+            default=None,
+            metavar="FILE",
+        ),
+        Flag("log.level", "Log level: debug, info, warning, error.", default="info", convert=_log_level),
+        Flag("log.format", "Log format: logfmt or json.", default="logfmt", convert=_log_format),
+    ]
+
+
+def collector_flags(collectors: Iterable[tuple[str, bool, str]]) -> list[Flag]:
+    """``--collector.<name>`` / ``--no-collector.<name>`` toggles for (name, default, help)."""
+    return [
+        Flag(f"collector.{name}", f"Enable the {name} collector: {text}", default=on, is_bool=True)
+        for name, on, text in collectors
+    ]
+
+
+def _path(text: str) -> str:
+    if not text.startswith("/") or text == "/":
+        raise ValueError("must start with '/' and not be '/'")
+    return text
+
+
+def _log_level(text: str) -> str:
+    low = text.lower()
+    if low not in {"debug", "info", "warning", "error"}:
+        raise ValueError("expected one of debug, info, warning, error")
+    return low
+
+
+def _log_format(text: str) -> str:
+    low = text.lower()
+    if low not in {"logfmt", "json"}:
+        raise ValueError("expected logfmt or json")
+    return low
