@@ -157,6 +157,8 @@ class FlagSet:
                 continue
             try:
                 values[f.dest] = parse_bool(raw) if f.is_bool else f.convert(raw)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
             except (ValueError, TypeError) as exc:
                 problems.append(f"{source}={raw!r}: {exc}")
         if problems:
@@ -179,6 +181,7 @@ def web_flags(default_port: int) -> list[Flag]:
             "web.config.file",
             "Path to a Prometheus exporter-toolkit web config (TLS, basic auth).",
             default=None,
+            convert=_web_config,
             metavar="FILE",
         ),
         Flag("log.level", "Log level: debug, info, warning, error.", default="info", convert=_log_level),
@@ -192,6 +195,13 @@ def collector_flags(collectors: Iterable[tuple[str, bool, str]]) -> list[Flag]:
         Flag(f"collector.{name}", f"Enable the {name} collector: {text}", default=on, is_bool=True)
         for name, on, text in collectors
     ]
+
+
+def _web_config(text: str) -> Any:
+    # Validated while flags resolve, so its problems are reported with all the others.
+    from exporters.core.webconfig import load_web_config
+
+    return load_web_config(text)
 
 
 def _path(text: str) -> str:

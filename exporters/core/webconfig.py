@@ -96,8 +96,13 @@ class WebConfig:
         return ok
 
 
-def load_web_config(path: str | Path | None) -> WebConfig:
-    """Read and validate a web config file; every problem is reported in one ConfigError."""
+def load_web_config(path: str | Path | WebConfig | None) -> WebConfig:
+    """Read and validate a web config file; every problem is reported in one ConfigError.
+
+    An already loaded WebConfig (what ``--web.config.file`` resolves to) is returned as is.
+    """
+    if isinstance(path, WebConfig):
+        return path
     if path is None:
         return WebConfig()
     import yaml
