@@ -52,10 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args[0]
     module = importlib.import_module(SUBCOMMANDS[name][0])
     flagset = module.flags()
+    epilog = "Every flag can also be set with the environment variable shown in its help."
+    extra_epilog = getattr(module, "HELP_EPILOG", None)  # e.g. a table of exit codes
     parser = argparse.ArgumentParser(
         prog=f"opencompute-exporter {name}",
         description=SUBCOMMANDS[name][1],
-        epilog="Every flag can also be set with the environment variable shown in its help.",
+        epilog=f"{extra_epilog}\n\n{epilog}" if extra_epilog else epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     flagset.install(parser)
     ns = parser.parse_args(args[1:])

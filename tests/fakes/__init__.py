@@ -1,0 +1,1 @@
+"""Documented fakes at vendor boundaries (hardware, network APIs); never mocks of our own code."""
