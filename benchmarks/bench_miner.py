@@ -1,0 +1,182 @@
+"""Miner exporter benchmark: a full scrape with 8 GPUs (FAKE NVML, real psutil), against budgets.
+
+Prints, each with PASS/FAIL against its budget:
+
+* server-side render: ``generate_latest`` on the exporter's registry, median (<= 5 ms); every
+  render reads NVML afresh (snapshot sharing disabled) so the fake's call path is fully exercised;
+* HTTP round trip on loopback, median (<= 10 ms);
+* ``opencompute-exporter --help`` and ``opencompute-exporter miner --help`` wall time, best of 5
+  (<= 0.3 s);
+* RSS of a real ``opencompute-exporter miner`` process after 50 scrapes (<= 60 MB). That process
+  runs the real CLI; the fake NVML is put in ``sys.modules["pynvml"]`` by a two-line bootstrap, so
+  the exporter itself has no test hook.
+
+The fake answers instantly, so real-GPU cost (NVML calls take 0.1-1 ms each; see
+``benchmarks/gpu_check.py``) comes on top of the render figure. Run:
+``.venv/bin/python benchmarks/bench_miner.py [--scrapes 300]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import requests
+from prometheus_client import generate_latest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from fakes.nvml import FakeNvml, eight_gpus  # noqa: E402
+
+from exporters.miner.cli import build_exporter, flags  # noqa: E402
+
+BUDGETS = {"render_ms": 5.0, "http_ms": 10.0, "help_s": 0.3, "rss_mb": 60.0}
+CLI = REPO / ".venv" / "bin" / "opencompute-exporter"
+
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, {tests!r}); from fakes.nvml import FakeNvml, eight_gpus; "
+    "sys.modules['pynvml'] = FakeNvml(eight_gpus()); from exporters.cli import main; "
+    "sys.exit(main(['miner', '--web.listen-address', '127.0.0.1:0']))"
+)
+
+
+def verdict(value: float, budget: float) -> str:
+    return "PASS" if value <= budget else "FAIL"
+
+
+def default_values() -> dict:
+    fs = flags()
+    parser = argparse.ArgumentParser()
+    fs.install(parser)
+    return fs.resolve(parser.parse_args([]), {})
+
+
+def bench_in_process(scrapes: int) -> tuple[float, float, int, int]:
+    fake = FakeNvml(eight_gpus())
+    parts = build_exporter(default_values(), nvml=fake, psutil=psutil, snapshot_max_age=0)
+    parts.watcher.poll_once()
+    for gpu, xid in ((0, 13), (3, 79), (3, 79)):
+        fake.emit_xid(gpu, xid)
+        parts.watcher.poll_once()
+    registry = parts.exporter.registry
+    body = generate_latest(registry)
+    for _ in range(20):
+        generate_latest(registry)
+    renders = []
+    for _ in range(scrapes):
+        t = time.perf_counter()
+        generate_latest(registry)
+        renders.append(time.perf_counter() - t)
+    server = parts.exporter.server("127.0.0.1", 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    session = requests.Session()
+    rtts = []
+    try:
+        for _ in range(20):
+            session.get(url, timeout=5)
+        for _ in range(scrapes):
+            t = time.perf_counter()
+            r = session.get(url, timeout=5)
+            rtts.append(time.perf_counter() - t)
+            r.raise_for_status()
+    finally:
+        server.shutdown()
+    series = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
+    return statistics.median(renders) * 1e3, statistics.median(rtts) * 1e3, series, len(body)
+
+
+def best_of(cmd: list[str], n: int = 5) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_process_rss(scrapes: int = 50) -> tuple[float, float]:
+    code = _BOOTSTRAP.format(tests=str(REPO / "tests"))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        port, deadline = None, time.monotonic() + 20
+        while port is None and time.monotonic() < deadline:
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/", proc.stderr.readline())
+            port = int(m.group(1)) if m else None
+        if port is None:
+            raise RuntimeError("the miner process did not start")
+        session = requests.Session()
+        rtts = []
+        for _ in range(scrapes):
+            t = time.perf_counter()
+            session.get(f"http://127.0.0.1:{port}/metrics", timeout=5).raise_for_status()
+            rtts.append(time.perf_counter() - t)
+            time.sleep(0.02)  # let the 1 s snapshot sharing expire now and then, like real scrapes
+        rss = psutil.Process(proc.pid).memory_info().rss / 1e6
+        return rss, statistics.median(rtts) * 1e3
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scrapes", type=int, default=300)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the injected XIDs would log a warning each
+    render_ms, http_ms, series, size = bench_in_process(args.scrapes)
+    help_top = best_of([str(CLI), "--help"])
+    help_miner = best_of([str(CLI), "miner", "--help"])
+    rss_mb, proc_http_ms = bench_process_rss()
+    rows = [
+        (
+            "render (generate_latest), median",
+            f"{render_ms:.2f} ms",
+            verdict(render_ms, BUDGETS["render_ms"]),
+            "5 ms",
+        ),
+        (
+            "HTTP /metrics round trip, median",
+            f"{http_ms:.2f} ms",
+            verdict(http_ms, BUDGETS["http_ms"]),
+            "10 ms",
+        ),
+        (
+            "opencompute-exporter --help, best of 5",
+            f"{help_top:.3f} s",
+            verdict(help_top, BUDGETS["help_s"]),
+            "0.3 s",
+        ),
+        (
+            "... miner --help, best of 5",
+            f"{help_miner:.3f} s",
+            verdict(help_miner, BUDGETS["help_s"]),
+            "0.3 s",
+        ),
+        (
+            "miner process RSS after 50 scrapes",
+            f"{rss_mb:.1f} MB",
+            verdict(rss_mb, BUDGETS["rss_mb"]),
+            "60 MB",
+        ),
+    ]
+    print(
+        f"miner exporter, 8 fake GPUs: {series} samples, {size / 1024:.1f} KiB per scrape, "
+        f"{args.scrapes} scrapes"
+    )
+    for name, val, ok, budget in rows:
+        print(f"  {name:<42} {val:>10}  budget {budget:<6} {ok}")
+    print(f"  (info) HTTP round trip to the real process, median: {proc_http_ms:.2f} ms")
+    return 0 if all(r[2] == "PASS" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Miner exporter: NVML GPU metrics, XID events, host specs, port check and allocation (port 9927)."""

@@ -1,0 +1,262 @@
+"""``opencompute-exporter miner``: GPU (NVML), host specs and miner state on port 9927.
+
+pynvml and psutil are imported inside :func:`run`, never at module top, so ``--help`` stays fast,
+and :func:`build_exporter` takes both modules as arguments so tests and benchmarks inject fakes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exporters.core.collector import SubCollector
+from exporters.core.config import ConfigError, Flag, FlagSet, collector_flags, parse_duration, web_flags
+from exporters.core.runtime import Exporter, Loop
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9927
+DEFAULT_PUBLISH_INTERVAL = 1800.0  # the original re-published specs every 150 blocks (~30 min)
+
+COLLECTORS: tuple[tuple[str, bool, str], ...] = (
+    ("nvml", True, "GPU health and utilisation from NVML."),
+    ("xid", True, "XID errors from NVML events, gathered in a background thread."),
+    ("pcie", False, "PCIe throughput from NVML (costs ~20 ms per GPU per scrape)."),
+    ("host", True, "Host specs the miner advertises (psutil; no speed tests)."),
+    ("miner", True, "Allocation state and the external port check."),
+)
+
+
+def _ip(text: str) -> str:
+    return str(ipaddress.ip_address(text.strip()))
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1..65535, got {text!r}")
+    return port
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return value
+
+
+def flags() -> FlagSet:
+    """Every flag of the miner exporter (each mirrored by an OPENCOMPUTE_* env var)."""
+    fs = FlagSet()
+    fs.add(*web_flags(DEFAULT_PORT))
+    fs.add(*collector_flags(COLLECTORS))
+    fs.add(
+        Flag("host.disk-path", "Filesystem whose size and free space the miner advertises.", default="/"),
+        Flag(
+            "miner.external-ip",
+            "External IP validators connect to; enables the port check (with --miner.port).",
+            convert=_ip,
+            metavar="IP",
+        ),
+        Flag("miner.port", "External axon port to check for reachability.", convert=_port, metavar="PORT"),
+        Flag(
+            "miner.port-check-interval",
+            "How often to check the external port (background, never on a scrape).",
+            default=60.0,
+            convert=_positive_duration,
+            metavar="DURATION",
+        ),
+        Flag(
+            "miner.port-check-timeout",
+            "TCP connect timeout of the port check.",
+            default=3.0,
+            convert=_positive_duration,
+            metavar="DURATION",
+        ),
+        Flag(
+            "miner.allocation-file",
+            "File the miner keeps while allocated (e.g. allocation_key); sets opencompute_miner_allocated.",
+            metavar="FILE",
+        ),
+        Flag(
+            "miner.publish-interval",
+            "How often specs/allocation/port state are re-published (also at once when allocation or "
+            "port state changes); publishing needs --wallet.name or --hotkey.uri.",
+            default=DEFAULT_PUBLISH_INTERVAL,
+            convert=_positive_duration,
+            metavar="DURATION",
+        ),
+    )
+    from exporters.core.identity import identity_flags
+
+    fs.add(*identity_flags("miner"))
+    return fs
+
+
+def check(values: dict[str, Any]) -> None:
+    """Cross-flag checks argparse cannot do; raises ConfigError listing every problem."""
+    problems = []
+    ip, port = values.get("miner_external_ip"), values.get("miner_port")
+    if (ip is None) != (port is None):
+        problems.append("--miner.external-ip and --miner.port must be set together (or neither)")
+    if problems:
+        raise ConfigError(problems)
+
+
+@dataclass
+class MinerParts:
+    """What :func:`build_exporter` assembled, so callers (tests, benchmarks) can reach the pieces."""
+
+    exporter: Exporter
+    session: Any = None
+    reader: Any = None
+    watcher: Any = None
+    port_checker: Any = None
+    loops: list[Loop] = field(default_factory=list)
+    publisher: Any = None
+    publish_job: Any = None
+
+
+def build_exporter(
+    values: dict[str, Any],
+    *,
+    nvml: Any | None,
+    psutil: Any,
+    host_reader: Any | None = None,
+    extra: tuple[Any, ...] = (),
+    extra_loops: tuple[Loop, ...] = (),
+    clock: Callable[[], float] = time.time,
+    snapshot_max_age: float = 1.0,
+    identity: Any = None,
+    store: Any = None,
+) -> MinerParts:
+    """Assemble collectors and loops from resolved flag values and the injected upstream modules.
+
+    ``host_reader`` (a zero-argument callable returning HostSpecs) replaces the psutil read, and
+    ``clock`` (wall time for XID and port-check timestamps) can be pinned, e.g. for a golden file.
+    ``snapshot_max_age`` is how long collectors of one scrape share an NVML read (0 = every call).
+    ``identity``/``store`` override what the ``--wallet``/``--hotkey.uri``/``--state`` flags build.
+    """
+    from exporters.miner.gpu import NvmlCollector, PcieCollector
+    from exporters.miner.host import HostCollector, read_host
+    from exporters.miner.nvml import GpuReader, NvmlSession
+    from exporters.miner.portcheck import PortChecker
+    from exporters.miner.status import MinerStatusCollector
+    from exporters.miner.xid import XidCollector, XidWatcher
+
+    on = {name: bool(values.get(f"collector_{name}", default)) for name, default, _ in COLLECTORS}
+    wants_nvml = on["nvml"] or on["xid"] or on["pcie"]
+    session = NvmlSession(nvml) if wants_nvml else None
+    reader = GpuReader(session, max_age=snapshot_max_age) if session is not None else None
+    collectors: list[SubCollector] = []
+    loops: list[Loop] = []
+    watcher = checker = None
+    if on["nvml"] and reader is not None:
+        collectors.append(NvmlCollector(reader))
+    if on["xid"] and session is not None:
+        watcher = XidWatcher(session, clock=clock)
+        collectors.append(XidCollector(watcher))
+        loops.append(watcher.loop())
+    if on["pcie"] and reader is not None:
+        collectors.append(PcieCollector(reader))
+    disk = values.get("host_disk_path") or "/"
+    read = host_reader if host_reader is not None else (lambda: read_host(psutil, disk))
+    if on["host"]:
+        collectors.append(HostCollector(read, reader if on["nvml"] else None))
+    publisher = job = None
+    if on["miner"]:
+        if values.get("miner_external_ip") and values.get("miner_port"):
+            checker = PortChecker(
+                values["miner_external_ip"],
+                int(values["miner_port"]),
+                timeout=float(values.get("miner_port_check_timeout") or 3.0),
+                clock=clock,
+            )
+            interval = float(values.get("miner_port_check_interval") or 60.0)
+            loops.append(Loop("port-check", interval, checker.check))
+        alloc = values.get("miner_allocation_file")
+        alloc_path = Path(alloc) if alloc else None
+        publish_parts, publisher = _publishing(values, identity, store)
+        collectors.append(MinerStatusCollector(checker, alloc_path, publish_parts))
+        if publisher is not None:
+            job = _publish_job(values, publisher, read, reader if on["nvml"] else None, alloc_path, checker)
+            loops.append(Loop("miner-payload", 60.0, job.tick))
+            loops.append(
+                Loop("publish-flush", float(values.get("publish_interval") or 60.0), publisher.flush)
+            )
+    loops.extend(extra_loops)
+    exporter = Exporter("miner", collectors, extra=extra, loops=loops)
+    return MinerParts(exporter, session, reader, watcher, checker, loops, publisher, job)
+
+
+def _publishing(values: dict[str, Any], identity: Any, store: Any) -> tuple[list[SubCollector], Any]:
+    """Identity/store info and, with a wallet or key URI, the core publisher (else None)."""
+    from exporters.core.identity import IdentityCollector, build_identity, build_publisher, build_store
+
+    if identity is None:
+        identity = build_identity(values, "miner")
+    if identity is not None and store is None:
+        store = build_store(values)
+    parts: list[SubCollector] = [IdentityCollector(identity, store, "miner")]
+    publisher = build_publisher(values, identity, store, "miner") if identity is not None else None
+    if publisher is not None:
+        parts.append(publisher.collector())
+    return parts, publisher
+
+
+def _publish_job(
+    values: dict[str, Any],
+    publisher: Any,
+    host: Callable[[], Any],
+    reader: Any,
+    alloc_path: Path | None,
+    checker: Any,
+) -> Any:
+    from exporters.miner.publish import MinerPublishJob
+    from exporters.miner.status import read_allocation
+
+    def port_open() -> bool | None:
+        last = checker.last if checker is not None else None
+        return last.open if last is not None else None
+
+    return MinerPublishJob(
+        publisher,
+        host=host,
+        gpus=(lambda: reader.snapshot()) if reader is not None else (lambda: None),
+        allocation=lambda: read_allocation(alloc_path).validator_hotkey if alloc_path else None,
+        port_open=port_open,
+        interval=float(values.get("miner_publish_interval") or DEFAULT_PUBLISH_INTERVAL),
+    )
+
+
+def load_pynvml() -> Any | None:
+    """Import nvidia-ml-py's ``pynvml`` lazily; None when it is not installed (NVML then reports down)."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        log.debug("cannot import pynvml: %s", exc)
+        return None
+    return pynvml
+
+
+def run(values: dict[str, Any]) -> int:
+    """Serve the miner exporter until SIGTERM/SIGINT."""
+    import psutil
+
+    from exporters.core.runtime import setup_logging
+    from exporters.core.webconfig import load_web_config
+
+    setup_logging(values["log_level"], values["log_format"])
+    check(values)
+    web = load_web_config(values["web_config_file"])
+    parts = build_exporter(values, nvml=load_pynvml(), psutil=psutil)
+    try:
+        return parts.exporter.serve(values, web)
+    finally:
+        if parts.publisher is not None:
+            parts.publisher.close()

@@ -1,0 +1,62 @@
+"""The miner's run-config publisher job: specs, allocation and port state, signed via core.publish.
+
+Reads the same upstream snapshots as the collectors (one host read, one NVML snapshot, the
+allocation file, the port checker's last result) and hands :func:`build_miner_payload` to the
+core :class:`~exporters.core.publish.Publisher` (durable outbox, v1 + v2 signatures). The original
+miner re-published specs every 150 blocks (about 30 minutes) and allocation on every change; so
+does this job: a full payload every ``interval``, and at once when allocation or port state changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from exporters.miner.host import HostSpecs
+from exporters.miner.nvml import NvmlSnapshot
+from exporters.miner.specs import build_miner_payload, build_specs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUBLISH_INTERVAL = 1800.0
+
+
+class MinerPublishJob:
+    """``tick()`` runs in a background Loop (every minute); it submits only when something is due."""
+
+    def __init__(
+        self,
+        publisher: Any,
+        *,
+        host: Callable[[], HostSpecs],
+        gpus: Callable[[], NvmlSnapshot | None],
+        allocation: Callable[[], str | None],
+        port_open: Callable[[], bool | None],
+        interval: float = DEFAULT_PUBLISH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._publisher = publisher
+        self._host = host
+        self._gpus = gpus
+        self._allocation = allocation
+        self._port_open = port_open
+        self._interval = interval
+        self._clock = clock
+        self._last_state: tuple[str | None, bool | None] | None = None
+        self._last_at = float("-inf")
+
+    def tick(self) -> bool:
+        """Submit and flush a payload if the interval passed or allocation/port changed."""
+        state = (self._allocation(), self._port_open())
+        now = self._clock()
+        if state == self._last_state and now - self._last_at < self._interval:
+            return False
+        payload = build_miner_payload(build_specs(self._host(), self._gpus()), *state)
+        self._publisher.submit(payload)
+        if state != self._last_state and self._last_state is not None:
+            log.info("miner state changed (allocated=%s, port_open=%s): publishing", *state)
+        self._last_state, self._last_at = state, now
+        self._publisher.flush()
+        return True
