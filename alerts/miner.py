@@ -1,0 +1,79 @@
+"""Alerts about our miners: penalties, allocation, reachability and honest specs.
+
+"Ours" means a hotkey whose miner exporter this Prometheus scrapes: network-exporter series
+are joined with ``opencompute_identity_info{role="miner"}`` on ``hotkey`` (see ``builder.ours``).
+"""
+
+from __future__ import annotations
+
+from alerts import thresholds as t
+from alerts.builder import Alert, ours
+from dashboards import uids
+
+STEM = "miner"
+
+
+def alerts() -> list[Alert]:
+    """The miner alerts, built from the current thresholds."""
+    return [
+        Alert(
+            name="OpenComputeMinerPenalized",
+            expr=ours("max by (hotkey, status_code) (opencompute_network_miner_penalized == 1)"),
+            for_=t.MINER_PENALIZED_FOR,
+            severity="critical",
+            summary="One of our miners is penalized by the validators.",
+            description=(
+                "Miner {{ $labels.hotkey }} is on a trusted validator's penalty list"
+                "{{ if $labels.status_code }} (status code {{ $labels.status_code }}){{ end }}. "
+                "A penalized miner gets no allocations and no rewards until it is cleared."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeMinerAllocationLost",
+            expr=(
+                ours(
+                    "max by (hotkey) (max_over_time("
+                    f"opencompute_network_miner_allocated[{t.ALLOCATION_LOST_WINDOW}]))\n"
+                    "unless\n"
+                    "max by (hotkey) (opencompute_network_miner_allocated)"
+                )
+                + "\nand on ()\ncount(opencompute_network_miners_allocated)"
+            ),
+            for_=t.ALLOCATION_LOST_FOR,
+            severity="warning",
+            summary="One of our miners lost its allocation.",
+            description=(
+                f"Miner {{{{ $labels.hotkey }}}} was allocated within the last {t.ALLOCATION_LOST_WINDOW} "
+                "and no trusted validator claims it now. If the renter did not release it, check the "
+                "miner's logs and the allocating validator."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeMinerPortClosed",
+            expr="opencompute_miner_port_open == 0",
+            for_=t.MINER_PORT_CLOSED_FOR,
+            severity="critical",
+            summary="The miner's public port is closed.",
+            description=(
+                "The port check on {{ $labels.instance }} has failed for "
+                f"{t.MINER_PORT_CLOSED_FOR}: validators cannot reach the miner, so challenges and "
+                "proof-of-GPU fail and it will be penalized."
+            ),
+            dashboard_uid=uids.MINER_GPUS,
+        ),
+        Alert(
+            name="OpenComputeMinerClaimMismatch",
+            expr=ours("max by (uid, hotkey, field) (opencompute_network_miner_claim_mismatch == 1)"),
+            for_=t.CLAIM_MISMATCH_FOR,
+            severity="warning",
+            summary="One of our miners advertises hardware its proof-of-GPU does not confirm.",
+            description=(
+                "For miner {{ $labels.hotkey }} (uid {{ $labels.uid }}) the published specs and the "
+                "validators' proof-of-GPU disagree on {{ $labels.field }}. Validators score the "
+                "proven hardware; fix the specs or find the GPU that failed its proof."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+    ]

@@ -1,0 +1,127 @@
+"""Alerts about the subnet-wide view from the network exporter: freshness, trust and run integrity."""
+
+from __future__ import annotations
+
+from alerts import thresholds as t
+from alerts.builder import Alert, ours
+from dashboards import uids
+
+STEM = "network"
+
+
+def _stale_trusted_validators() -> str:
+    return (
+        "time() - opencompute_network_validator_last_update_timestamp_seconds\n"
+        f"> {t.VALIDATOR_STALE_SECONDS}\n"
+        "and on (job, instance, hotkey)\n"
+        "opencompute_network_validator_trusted == 1"
+    )
+
+
+def alerts() -> list[Alert]:
+    """The network alerts, built from the current thresholds."""
+    degraded = t.regex_of(t.DEGRADED_TRUST_SOURCES)
+    tamper = t.regex_of(t.TAMPER_REJECT_REASONS)
+    return [
+        Alert(
+            name="OpenComputeOwnValidatorStale",
+            expr=ours(f"max by (hotkey) (\n{_stale_trusted_validators()}\n)", role="validator"),
+            for_=t.VALIDATOR_STALE_FOR,
+            severity="warning",
+            summary="Our validator's run on the network is stale.",
+            description=(
+                "Validator {{ $labels.hotkey }}, whose exporter this Prometheus scrapes, has not "
+                "updated its run for {{ $value | humanizeDuration }}. Miners and other validators "
+                "see its stats and allocations as they were then."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeValidatorStale",
+            expr=_stale_trusted_validators(),
+            for_=t.VALIDATOR_STALE_FOR,
+            severity="info",
+            summary="A trusted validator's run on the network is stale.",
+            description=(
+                "Trusted validator {{ $labels.hotkey }} has not updated its run for "
+                "{{ $value | humanizeDuration }}; the network view leans on the other validators."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeRunsRejected",
+            expr=(
+                "sum by (job, instance, role, reason) (\n"
+                f'  increase(opencompute_network_run_rejections_total{{reason=~"{tamper}"}}'
+                f"[{t.RUNS_REJECTED_WINDOW}])\n"
+                ") > 0"
+            ),
+            severity="warning",
+            summary="Runs with forged or altered signatures were seen.",
+            description=(
+                "{{ $value | humanize }} {{ $labels.role }} runs were rejected as {{ $labels.reason }} by "
+                f"{{{{ $labels.instance }}}} in the last {t.RUNS_REJECTED_WINDOW}. Someone publishes forged, "
+                "replayed or altered data; the view ignores it, but check whether one of our hotkeys is "
+                "involved."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeRunsMostlyV1Signed",
+            expr=(
+                'sum by (job, instance, role) (opencompute_network_runs{signature="v1_only"})\n'
+                "/\n"
+                "sum by (job, instance, role) (opencompute_network_runs)\n"
+                f"> {t.V1_ONLY_RATIO}"
+            ),
+            for_=t.V1_ONLY_FOR,
+            severity="info",
+            summary="Most runs carry only the weak v1 signature.",
+            description=(
+                "{{ $value | humanizePercentage }} of {{ $labels.role }} runs are signed over the run id "
+                "only, so their config could be altered without detection."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeNetworkRefreshFailing",
+            expr="opencompute_network_refresh_success == 0",
+            for_=t.NETWORK_REFRESH_FAILING_FOR,
+            severity="warning",
+            summary="The network exporter cannot refresh its snapshot.",
+            description=(
+                "The {{ $labels.role }} refresh on {{ $labels.instance }} has failed for "
+                f"{t.NETWORK_REFRESH_FAILING_FOR}; the exporter keeps serving its last good snapshot."
+            ),
+            dashboard_uid=uids.EXPORTER_HEALTH,
+        ),
+        Alert(
+            name="OpenComputeNetworkRefreshStale",
+            expr=(
+                "time() - opencompute_network_last_refresh_timestamp_seconds\n"
+                f"> {t.NETWORK_REFRESH_STALE_SECONDS}"
+            ),
+            for_=t.NETWORK_REFRESH_STALE_FOR,
+            severity="warning",
+            summary="The network exporter's snapshot is stale.",
+            description=(
+                "The {{ $labels.role }} snapshot on {{ $labels.instance }} is "
+                "{{ $value | humanizeDuration }} old. Penalty, allocation and stats alerts work on old "
+                "data until it refreshes."
+            ),
+            dashboard_uid=uids.EXPORTER_HEALTH,
+        ),
+        Alert(
+            name="OpenComputeNetworkTrustDegraded",
+            expr=f'opencompute_network_trust_source_info{{source=~"{degraded}"}} == 1',
+            for_=t.TRUST_DEGRADED_FOR,
+            severity="warning",
+            summary="The network exporter has no source of trusted validators.",
+            description=(
+                "{{ $labels.instance }} has no trusted validator set (source {{ $labels.source }}): "
+                "the chain is unreachable and there is neither a cache nor an allowlist, so no run "
+                "is trusted and the network view is empty."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+    ]

@@ -1,0 +1,99 @@
+"""Every threshold, window and ``for:`` duration the alerts use, in one place.
+
+Like a monitoring mixin's ``_config``: the alert modules only interpolate these values, so an
+operator who wants different limits edits this file (or overrides it before calling
+``alerts.build_rule_groups()``) and regenerates. Durations are Prometheus duration strings;
+values compared against ``*_seconds`` metrics are plain seconds.
+
+Cadences these are sized against (from the original subnet code): a validator runs a
+proof-of-GPU round every ~360 blocks (~72 min, plus up to 15 min random delay), syncs scores
+every ~100 blocks (~20 min); a miner republishes its specs every ~150 blocks (~30 min).
+"""
+
+from __future__ import annotations
+
+# --- Which Prometheus jobs are ours -------------------------------------------------------
+# Regex over the `job` label of the exporter scrape jobs (deploy/ names them opencompute-*).
+EXPORTER_JOB_REGEX = "opencompute.*"
+
+# --- Exporter targets and collectors ------------------------------------------------------
+TARGET_DOWN_FOR = "5m"
+TARGET_ABSENT_FOR = "15m"
+COLLECTOR_FAILING_FOR = "10m"
+# Prometheus' default scrape_timeout is 10 s; warn well before a collector eats it.
+COLLECTOR_SLOW_SECONDS = 5
+COLLECTOR_SLOW_FOR = "15m"
+
+# --- Publishing (miner and validator exporters) -------------------------------------------
+# Pending entries in the durable outbox above which a still-growing backlog is worth a look.
+OUTBOX_BACKLOG_ENTRIES = 10
+OUTBOX_GROWTH_WINDOW = "30m"
+OUTBOX_GROWING_FOR = "30m"
+# Specs/scores are republished every 20-30 minutes; four missed rounds is a problem.
+PUBLISH_STALE_SECONDS = 2 * 3600
+PUBLISH_STALE_FOR = "15m"
+
+# --- GPUs (miner exporter) ----------------------------------------------------------------
+NVML_DOWN_FOR = "2m"
+GPU_LOST_FOR = "1m"
+# A drop in the visible GPU count against the most seen in this window is reported.
+GPU_COUNT_LOOKBACK = "6h"
+GPU_COUNT_DROPPED_FOR = "5m"
+# XIDs that mean the GPU or its memory needs attention (NVIDIA XID catalogue): 48 double-bit
+# ECC, 63/64 row-remapping event/failure, 74 NVLink, 79 fell off the bus, 92 high single-bit
+# ECC rate, 94/95 contained/uncontained ECC error.
+CRITICAL_XIDS: tuple[int, ...] = (48, 63, 64, 74, 79, 92, 94, 95)
+# An XID counts as "recent" for this long after it was last seen.
+XID_RECENT_SECONDS = 15 * 60
+XID_WINDOW = "15m"
+ECC_WINDOW = "15m"
+GPU_TEMPERATURE_CELSIUS = 85
+GPU_TEMPERATURE_FOR = "10m"
+THERMAL_THROTTLE_REASONS: tuple[str, ...] = ("sw_thermal_slowdown", "hw_thermal_slowdown")
+# sw_power_cap is the normal state of a GPU at full load; these two are not.
+POWER_THROTTLE_REASONS: tuple[str, ...] = ("hw_power_brake_slowdown", "hw_slowdown")
+THROTTLE_FOR = "10m"
+GPU_RESET_REQUIRED_FOR = "5m"
+ROW_REMAP_FAILURE_FOR = "1m"
+
+# --- Miner state ----------------------------------------------------------------------------
+MINER_PORT_CLOSED_FOR = "10m"
+MINER_PENALIZED_FOR = "5m"
+# A miner of ours that was allocated at any time in this window and is not now has lost it.
+ALLOCATION_LOST_WINDOW = "1h"
+ALLOCATION_LOST_FOR = "10m"
+CLAIM_MISMATCH_FOR = "30m"
+
+# --- Validator exporter ---------------------------------------------------------------------
+# Newest proof-of-GPU row older than ~2.5 rounds.
+POG_STALE_SECONDS = 3 * 3600
+POG_STALE_FOR = "15m"
+VALIDATOR_DB_DOWN_FOR = "5m"
+CHALLENGE_SUCCESS_RATIO_MIN = 0.5
+# Below this many recorded challenges the ratio is too noisy to alert on.
+CHALLENGE_MIN_COUNT = 20
+CHALLENGE_SUCCESS_LOW_FOR = "30m"
+
+# --- Network exporter -----------------------------------------------------------------------
+# A trusted validator's run not updated for this long (it syncs every ~20 minutes).
+VALIDATOR_STALE_SECONDS = 2 * 3600
+VALIDATOR_STALE_FOR = "15m"
+# Rejection reasons (exporters/core/signing.py REJECT_REASONS) that mean forged or altered data,
+# as opposed to stale, unregistered or merely unsigned runs, which are routine.
+TAMPER_REJECT_REASONS: tuple[str, ...] = ("wrong_signature", "tampered", "replayed_seq", "bad_hex")
+# New rejections within this window alert; the alert clears when none were added for this long.
+RUNS_REJECTED_WINDOW = "1h"
+# Share of runs (per role) carrying only the legacy v1 signature.
+V1_ONLY_RATIO = 0.5
+V1_ONLY_FOR = "1h"
+NETWORK_REFRESH_STALE_SECONDS = 30 * 60
+NETWORK_REFRESH_STALE_FOR = "5m"
+NETWORK_REFRESH_FAILING_FOR = "15m"
+# Trust sources that leave the verified view without a trust anchor.
+DEGRADED_TRUST_SOURCES: tuple[str, ...] = ("none",)
+TRUST_DEGRADED_FOR = "10m"
+
+
+def regex_of(values: tuple[object, ...]) -> str:
+    """``(48, 63)`` -> ``48|63``: a label-matcher regex for a fixed set of values."""
+    return "|".join(str(v) for v in values)

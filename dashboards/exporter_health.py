@@ -1,0 +1,242 @@
+"""Exporter health: are the opencompute exporters themselves working?
+
+Target up/down, per-collector success and duration (node_exporter style), the network
+exporter's background refresh, the publishers' outbox, NVML, ComputeDb and the registrar. No
+``$hotkey`` variable here: the network exporter and registrar have no identity to filter on.
+"""
+
+from __future__ import annotations
+
+from grafanalib import core
+
+from alerts import thresholds
+from dashboards import house_style as hs
+from dashboards import queries as q
+from dashboards import uids
+
+UID = uids.EXPORTER_HEALTH
+_COLLECTOR_LEGEND = "{{instance}} {{collector}}"
+
+
+def _targets() -> hs.Row:
+    return hs.Row(
+        "Targets",
+        [
+            hs.stat(
+                "Targets up",
+                "short",
+                [hs.target(q.EXPORTER_TARGETS_UP)],
+                description="Exporter targets Prometheus scraped successfully (up == 1).",
+            ),
+            hs.stat(
+                "Targets down",
+                "short",
+                [hs.target(q.EXPORTER_TARGETS_DOWN)],
+                description="Exporter targets whose last scrape failed (up == 0).",
+                thresholds=hs.steps(("green", None), ("red", 1)),
+            ),
+            hs.stat(
+                "Failing collectors",
+                "short",
+                [hs.target(q.EXPORTER_FAILING_COLLECTORS)],
+                description="Collectors that failed during the last scrape, across the selected targets.",
+                thresholds=hs.steps(("green", None), ("orange", 1)),
+            ),
+            hs.table(
+                "Exporters",
+                "none",
+                [hs.target(q.EXPORTER_BUILD_INFO, instant=True, table=True)],
+                description="Exporter kind, version and Python version per target "
+                "(opencompute_exporter_build_info).",
+                hide=("Time", "__name__", "Value"),
+            ),
+            hs.state_timeline(
+                "Scrape up",
+                "none",
+                [hs.target(q.EXPORTER_UP, "{{instance}}")],
+                description="Prometheus' own up metric per exporter target.",
+            ),
+        ],
+        height=6,
+        widths=(3, 3, 3, 7, 8),
+    )
+
+
+def _collectors() -> hs.Row:
+    return hs.Row(
+        "Collectors",
+        [
+            hs.state_timeline(
+                "Collector success",
+                "none",
+                [hs.target(q.EXPORTER_COLLECTOR_SUCCESS, _COLLECTOR_LEGEND)],
+                description="Whether each collector succeeded in each scrape; a failing collector drops only "
+                "its own metrics.",
+            ),
+            hs.timeseries(
+                "Collector duration",
+                "s",
+                [hs.target(q.EXPORTER_COLLECTOR_DURATION, _COLLECTOR_LEGEND)],
+                description="Time each collector took during the scrape; Prometheus times out at "
+                "10 s by default.",
+                min_value=0,
+                thresholds=hs.steps(("green", None), ("red", thresholds.COLLECTOR_SLOW_SECONDS)),
+            ),
+        ],
+    )
+
+
+def _refresh() -> hs.Row:
+    return hs.Row(
+        "Network refresh",
+        [
+            hs.timeseries(
+                "Refresh age",
+                "s",
+                [hs.target(q.EXPORTER_REFRESH_AGE, "{{instance}} {{role}}")],
+                description="Age of the network exporter's cached snapshot per role; it refreshes in the "
+                "background. The dashed line is the stale alert threshold.",
+                min_value=0,
+                thresholds=hs.steps(("green", None), ("red", thresholds.NETWORK_REFRESH_STALE_SECONDS)),
+            ),
+            hs.timeseries(
+                "Refresh duration",
+                "s",
+                [hs.target(q.EXPORTER_REFRESH_DURATION, "{{instance}} {{role}}")],
+                description="How long the last background refresh per role took.",
+                min_value=0,
+            ),
+            hs.state_timeline(
+                "Refresh success",
+                "none",
+                [hs.target(q.EXPORTER_REFRESH_SUCCESS, "{{instance}} {{role}}")],
+                description="Whether the last background refresh per role succeeded.",
+            ),
+            hs.timeseries(
+                "Skipped bad input",
+                "cps",
+                [hs.target(q.NETWORK_BAD_INPUT_RATE, "{{reason}}")],
+                description="Rate of malformed run data the network exporter skipped, by bounded reason.",
+                min_value=0,
+            ),
+        ],
+    )
+
+
+def _publishing() -> hs.Row:
+    return hs.Row(
+        "Publishing and state store",
+        [
+            hs.timeseries(
+                "Outbox depth",
+                "short",
+                [hs.target(q.EXPORTER_OUTBOX_ENTRIES, "{{instance}}")],
+                description="Updates waiting in the durable outbox to be published; should drain to 0.",
+                min_value=0,
+                thresholds=hs.steps(("green", None), ("orange", thresholds.OUTBOX_BACKLOG_ENTRIES)),
+            ),
+            hs.timeseries(
+                "Publish attempts and failures",
+                "cps",
+                [
+                    hs.target(q.EXPORTER_PUBLISH_ATTEMPT_RATE, "{{instance}} attempts"),
+                    hs.target(q.EXPORTER_PUBLISH_FAILURE_RATE, "{{instance}} failed: {{reason}}"),
+                ],
+                description="Publish attempts and failures per second, failures by bounded reason.",
+                min_value=0,
+            ),
+            hs.timeseries(
+                "Time since last publish",
+                "s",
+                [hs.target(q.EXPORTER_PUBLISH_AGE, "{{instance}}")],
+                description="Time since the last successful publish to the state store.",
+                min_value=0,
+                thresholds=hs.steps(("green", None), ("red", thresholds.PUBLISH_STALE_SECONDS)),
+            ),
+            hs.timeseries(
+                "Publish sequence",
+                "short",
+                [hs.target(q.EXPORTER_PUBLISH_SEQUENCE, "{{instance}}")],
+                description="Last v2 sequence number signed; it only goes up.",
+            ),
+            hs.timeseries(
+                "State store requests",
+                "cps",
+                [hs.target(q.EXPORTER_STATE_STORE_REQUEST_RATE, "{{instance}} {{backend}} {{operation}}")],
+                description="Requests to the state store (wandb or sqlite) per second, by operation.",
+                min_value=0,
+            ),
+            hs.table(
+                "State store",
+                "none",
+                [hs.target(q.EXPORTER_STATE_STORE, instant=True, table=True)],
+                description="Which state store backend and project each exporter uses.",
+                hide=("Time", "__name__", "Value"),
+            ),
+        ],
+    )
+
+
+def _upstreams() -> hs.Row:
+    return hs.Row(
+        "NVML, ComputeDb and registrar",
+        [
+            hs.state_timeline(
+                "NVML up",
+                "none",
+                [hs.target(q.EXPORTER_NVML_UP, "{{instance}}")],
+                description="Whether the miner exporter can talk to the NVIDIA driver.",
+            ),
+            hs.timeseries(
+                "NVML errors",
+                "cps",
+                [hs.target(q.EXPORTER_NVML_ERROR_RATE, "{{instance}} {{reason}}")],
+                description="NVML call errors per second by bounded reason (not_supported is normal on "
+                "consumer GPUs).",
+                min_value=0,
+            ),
+            hs.table(
+                "Driver",
+                "none",
+                [hs.target(q.EXPORTER_NVML_INFO, instant=True, table=True)],
+                description="Driver, NVML and CUDA driver versions per miner host.",
+                hide=("Time", "__name__", "job", "Value"),
+            ),
+            hs.state_timeline(
+                "ComputeDb up",
+                "none",
+                [hs.target(q.EXPORTER_VALIDATOR_DB_UP, "{{instance}}")],
+                description="Whether the validator exporter can read ComputeDb.",
+            ),
+            hs.timeseries(
+                "Registrar: time since last success",
+                "s",
+                [hs.target(q.EXPORTER_REGISTRAR_SUCCESS_AGE, "{{instance}}")],
+                description="Time since the registrar last served (or confirmed) the on-chain "
+                "Prometheus endpoint.",
+                min_value=0,
+            ),
+            hs.timeseries(
+                "Registrar attempts",
+                "cps",
+                [hs.target(q.EXPORTER_REGISTRAR_ATTEMPT_RATE, "{{instance}} {{outcome}}")],
+                description="Registrar attempts per second by outcome.",
+                min_value=0,
+            ),
+        ],
+    )
+
+
+def build() -> core.Dashboard:
+    """The Exporter health dashboard."""
+    return hs.dashboard(
+        uid=UID,
+        title="OpenCompute / Exporter health",
+        description="Health of the opencompute exporters themselves: scrapes, collectors, "
+        "refresh, publishing.",
+        variables=[
+            hs.job_variable(q.VAR_EXPORTER_JOB),
+            hs.instance_variable(q.VAR_EXPORTER_INSTANCE),
+        ],
+        rows=[_targets(), _collectors(), _refresh(), _publishing(), _upstreams()],
+    )

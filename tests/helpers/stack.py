@@ -1,0 +1,106 @@
+"""Real Prometheus/Alertmanager for tests: binaries, free ports, polling, the demo as a fixture.
+
+Integration tests use the Debian binaries (``prometheus``, ``prometheus-alertmanager``); when
+they are missing the test FAILS with the install command (a skip would hide a broken CI image).
+The heavy lifting (configs, process groups, the webhook receiver) lives in
+``exporters.demo.promstack`` / ``exporters.demo.processes`` so the demo and the tests share it.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from exporters.demo import promstack
+from exporters.demo.orchestrator import Demo, DemoConfig
+
+T = TypeVar("T")
+
+INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager (or: bash scripts/dev.sh test)"
+
+
+def require_binaries() -> tuple[str, str]:
+    """Paths of prometheus and alertmanager; pytest.fail (not skip) when either is missing."""
+    prom = promstack.find_binary(promstack.PROMETHEUS_NAMES)
+    am = promstack.find_binary(promstack.ALERTMANAGER_NAMES)
+    if prom is None or am is None:
+        pytest.fail(f"integration test needs prometheus and prometheus-alertmanager: {INSTALL_HINT}")
+    return prom, am
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago (bound together, then closed)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def poll(fetch: Callable[[], T], ok: Callable[[T], bool], timeout: float, interval: float = 0.25) -> T:
+    """Call ``fetch`` until ``ok(result)`` or ``timeout`` seconds pass; return the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = fetch()
+        except OSError:
+            result = None  # type: ignore[assignment]
+        if result is not None and ok(result):
+            return result
+        if time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
+
+
+@contextmanager
+def running_demo(
+    directory: Path,
+    webhook_url: str,
+    *,
+    interval: float = 1.0,
+    alert_for_cap: float | None = 1.0,
+    **overrides: Any,
+) -> Iterator[Demo]:
+    """The full demo on free loopback ports with 1 s scrape/evaluation; always stopped on exit.
+
+    ``alert_for_cap`` shortens rules' ``for:`` in the demo's rule copies (the committed rules and
+    their promtool tests keep production values); alerts go to ``webhook_url``.
+    """
+    require_binaries()
+    miner, validator, network, prom, am = free_ports(5)
+    config = DemoConfig(
+        directory=directory,
+        miner_address=("127.0.0.1", miner),
+        validator_address=("127.0.0.1", validator),
+        network_address=("127.0.0.1", network),
+        prometheus_address=("127.0.0.1", prom),
+        alertmanager_address=("127.0.0.1", am),
+        require_prometheus=True,
+        webhook_url=webhook_url,
+        scrape_interval=interval,
+        evaluation_interval=interval,
+        alert_for_cap=alert_for_cap,
+        network_refresh_interval=interval,
+        first_xid_after=0.5,
+        echo=None,
+        out=io.StringIO(),
+        **overrides,
+    )
+    demo = Demo(config)
+    try:
+        demo.start()
+        yield demo
+    finally:
+        demo.stop()
