@@ -217,7 +217,7 @@ def test_each_service_monitor_selects_a_service_port_and_matches_the_prometheus_
         assert endpoint["interval"] == jobs[job]["scrape_interval"]
         assert endpoint["scrapeTimeout"] == jobs[job]["scrape_timeout"]
         targets = {r.get("targetLabel") for r in endpoint["relabelings"]}
-        assert {"job", "role", "host"} <= targets
+        assert {"job", "component", "host"} <= targets
 
 
 def test_services_route_to_the_pods_they_select():

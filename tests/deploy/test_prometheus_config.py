@@ -70,7 +70,7 @@ def test_promtool_as_run_here_rejects_a_broken_scrape_config(tmp_path, run_tool)
 
 
 @pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: p.parent.name)
-def test_one_job_per_exporter_with_its_port_role_label_and_a_timeout_below_its_interval(config_path):
+def test_one_job_per_exporter_with_its_port_component_label_and_a_timeout_below_its_interval(config_path):
     jobs = jobs_of(load(config_path))
     for name, port in JOBS.items():
         job = jobs[name]
@@ -79,7 +79,7 @@ def test_one_job_per_exporter_with_its_port_role_label_and_a_timeout_below_its_i
         assert timeout < interval
         for group in job["static_configs"]:
             assert all(t.endswith(f":{port}") for t in group["targets"]), group
-            assert group["labels"]["role"] == name.removeprefix("opencompute-")
+            assert group["labels"]["component"] == name.removeprefix("opencompute-")
 
 
 def test_timeouts_are_sized_to_each_exporter():
