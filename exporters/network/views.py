@@ -1,0 +1,516 @@
+"""Pure aggregation over verified runs: allocation, penalties, dominant PoG stats, miner specs.
+
+Every function here is a plain function of already verified runs (see ``trust.py``): no I/O,
+no clock, no metrics. Bad input never raises; it is skipped and recorded in an :class:`Issues`
+sink under a bounded reason, which the refresher turns into
+``opencompute_network_bad_input_total{reason}``.
+
+``pick_dominant_dict`` and ``compat_stats_allocated`` reproduce the original validator's
+``pick_dominant_dict`` / ``get_stats_allocated`` (ni-compute v1.9.0) exactly, including the
+in-place ``own_score = True`` mutation and the "first seen wins" tie-break, except that input
+which crashes the original (a non-integer uid key, ``gpu_specs: null`` in a contested uid) is
+skipped and counted instead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Bounds that keep label cardinality and work per refresh finite whatever a run contains.
+MAX_UID = 4095  # the chain's hard cap on subnet size is 4096 uids
+MAX_LIST_ITEMS = 4096  # allocated/penalized list entries read per run
+MAX_STATS_ENTRIES = 4096  # stats entries read per run
+MAX_LABEL_CHARS = 64
+
+_SS58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{46,48}")
+
+# status_code values the original's miner_checker writes; anything else becomes "other".
+PENALTY_STATUS_CODES = frozenset(
+    {"PORT_CLOSED", "SSH_ACCESS_DISABLED", "ALLOCATION_FAILED", "ALLOCATION_ERROR", "DEALLOCATION_FAILED"}
+)
+
+# Every reason this module can record (the refresher pre-declares them at 0).
+BAD_INPUT_REASONS = (
+    "allocated_hotkeys_not_list",
+    "penalized_not_list",
+    "list_too_long",
+    "hotkey_invalid",
+    "penalized_entry_invalid",
+    "stats_not_object",
+    "stats_too_many_entries",
+    "stats_entry_not_object",
+    "uid_not_integer",
+    "uid_out_of_range",
+    "score_not_number",
+    "gpu_specs_null",
+    "gpu_specs_invalid",
+    "label_value_invalid",
+    "specs_missing",
+    "specs_not_object",
+    "gpu_count_invalid",
+    "duplicate_run",
+)
+
+
+@dataclass(frozen=True)
+class VerifiedRun:
+    """A run whose signature checked out, reduced to what the views need.
+
+    ``payload`` is the effective config: the signed v2 payload, or the top-level config of a
+    run that only carries a valid v1 signature. ``timestamp`` is the signed time (v2) or the
+    store's ``updated_at`` (v1).
+    """
+
+    run_id: str
+    role: str
+    hotkey: str
+    payload: Mapping[str, Any]
+    signature: str = "v2"  # "v2" or "v1_only"
+    timestamp: float = 0.0
+    state: str = "running"
+
+
+@dataclass
+class Issues:
+    """Bad-input sink: counts by reason, remembering which run each came from."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    by_run: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, run_id: str = "", n: int = 1) -> None:
+        self.counts[reason] += n
+        self.by_run.setdefault(run_id, Counter())[reason] += n
+
+
+def _note(issues: Issues | None, reason: str, run_id: str = "") -> None:
+    if issues is not None:
+        issues.add(reason, run_id)
+
+
+def is_ss58(value: Any) -> bool:
+    """Cheap shape check for an ss58 address (base58 alphabet, 46-48 chars); keeps labels bounded."""
+    return isinstance(value, str) and _SS58.fullmatch(value) is not None
+
+
+def clean_label(value: Any, issues: Issues | None = None, run_id: str = "") -> str:
+    """A label-safe string: printable, encodable UTF-8, at most ``MAX_LABEL_CHARS`` characters."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    cleaned = "".join(ch for ch in text if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
+    cleaned = cleaned.strip()[:MAX_LABEL_CHARS]
+    if cleaned != text.strip() or not isinstance(value, str):
+        _note(issues, "label_value_invalid", run_id)
+    return cleaned
+
+
+# --- allocation ---------------------------------------------------------------------------
+
+
+def allocated_hotkeys(runs: Iterable[VerifiedRun], issues: Issues | None = None) -> dict[str, set[str]]:
+    """Allocated miner hotkey -> the validator hotkeys claiming it (the union, de-duplicated).
+
+    Same rule as the original's ``get_allocated_hotkeys`` (every trusted, verified validator's
+    ``allocated_hotkeys`` list counts) without its duplicates. The miner publisher uses this for
+    its ``allocated`` field, so both exporters agree on who is allocated.
+    """
+    claims: dict[str, set[str]] = {}
+    for run in runs:
+        items = _bounded_list(run, "allocated_hotkeys", "allocated_hotkeys_not_list", issues)
+        for item in items:
+            if not is_ss58(item):
+                _note(issues, "hotkey_invalid", run.run_id)
+                continue
+            claims.setdefault(item, set()).add(run.hotkey)
+    return claims
+
+
+def _bounded_list(run: VerifiedRun, key: str, reason: str, issues: Issues | None) -> list[Any]:
+    value = run.payload.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _note(issues, reason, run.run_id)
+        return []
+    if len(value) > MAX_LIST_ITEMS:
+        _note(issues, "list_too_long", run.run_id)
+        return value[:MAX_LIST_ITEMS]
+    return value
+
+
+@dataclass(frozen=True)
+class AllocationView:
+    """Allocated miners with their claim counts, and which of them are no longer registered."""
+
+    claims: Mapping[str, int]
+    unregistered: frozenset[str]
+
+
+def allocation_view(
+    runs: Iterable[VerifiedRun], registered: Mapping[str, int] | None, issues: Issues | None = None
+) -> AllocationView:
+    """Union of allocations; ``registered`` None means the metagraph is unknown (no flagging)."""
+    claims = allocated_hotkeys(runs, issues)
+    unregistered = frozenset(hk for hk in claims if registered is not None and hk not in registered)
+    return AllocationView({hk: len(v) for hk, v in sorted(claims.items())}, unregistered)
+
+
+# --- penalties ----------------------------------------------------------------------------
+
+PENALTY_KEYS = ("penalized_hotkeys", "penalized_hotkeys_checklist")
+
+
+def penalized_hotkeys(runs: Iterable[VerifiedRun], issues: Issues | None = None) -> dict[str, set[str]]:
+    """Penalized miner hotkey -> status codes ("" for the plain-string shape).
+
+    Accepts both shapes the original has used: a list of ss58 strings and a list of
+    ``{"hotkey", "status_code", "description"}`` dicts, under either key.
+    """
+    out: dict[str, set[str]] = {}
+    for run in runs:
+        for key in PENALTY_KEYS:
+            for item in _bounded_list(run, key, "penalized_not_list", issues):
+                parsed = _penalty_entry(item)
+                if parsed is None:
+                    _note(issues, "penalized_entry_invalid", run.run_id)
+                    continue
+                out.setdefault(parsed[0], set()).add(parsed[1])
+    return out
+
+
+def _penalty_entry(item: Any) -> tuple[str, str] | None:
+    if is_ss58(item):
+        return item, ""
+    if isinstance(item, dict) and is_ss58(item.get("hotkey")):
+        code = item.get("status_code")
+        if code is None:
+            return item["hotkey"], ""
+        return item["hotkey"], code if code in PENALTY_STATUS_CODES else "other"
+    return None
+
+
+# --- dominant stats (parity with get_stats_allocated / pick_dominant_dict) ----------------
+
+
+def _vote_key(entry: dict[str, Any]) -> tuple[Any, Any, Any]:
+    specs = entry.get("gpu_specs", {})
+    return (specs.get("gpu_name"), specs.get("num_gpus"), entry.get("score", 0))
+
+
+def pick_dominant_dict(valid_entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The original's ``pick_dominant_dict``, to the letter (and with its crashes).
+
+    Votes on ``(gpu_name, num_gpus, score)``; the most common key wins; a tie goes to the
+    highest score, then to the key seen first. Returns the FIRST entry with the winning key,
+    after setting its ``own_score`` to True in place. Callers that must not crash validate the
+    entries first (see :func:`compat_stats_allocated`).
+    """
+    counter: Counter[tuple[Any, Any, Any]] = Counter()
+    for entry in valid_entries:
+        counter[_vote_key(entry)] += 1
+    if not counter:
+        return max(valid_entries, key=lambda d: d.get("score", 0))
+    top_count = max(counter.values())
+    top = [key for key, count in counter.items() if count == top_count]
+    chosen = top[0] if len(top) == 1 else max(top, key=lambda key: key[2])
+    for entry in valid_entries:
+        if _vote_key(entry) == chosen:
+            entry["own_score"] = True
+            return entry
+    raise AssertionError("unreachable: the chosen key came from these entries")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class StatsVote:
+    """One uid's vote: the dominant entry and what the original cannot show about it."""
+
+    uid: int
+    entry: dict[str, Any]  # the original dict from one validator's run (parity)
+    run_id: str  # the run the winning entry came from
+    reporting: int  # distinct validators with a qualifying entry
+    agreeing: int  # qualifying entries whose (gpu_name, num_gpus, score) equals the winner's
+    spread: float  # max - min score among qualifying entries
+
+
+_Vote = tuple[str, str, dict[str, Any]]  # (validator hotkey, run id, entry)
+
+
+def _collect(
+    runs: Iterable[tuple[str, Any]], issues: Issues | None, run_ids: Sequence[str] | None
+) -> dict[str, list[_Vote]]:
+    """Step 2 of the original: uid string -> [(validator, run id, entry)] in first-seen order."""
+    aggregator: dict[str, list[_Vote]] = {}
+    for index, (validator, stats) in enumerate(runs):
+        run_id = run_ids[index] if run_ids is not None else ""
+        if not stats:
+            continue
+        if not isinstance(stats, dict):
+            _note(issues, "stats_not_object", run_id)
+            continue
+        items = list(stats.items())
+        if len(items) > MAX_STATS_ENTRIES:
+            _note(issues, "stats_too_many_entries", run_id)
+            items = items[:MAX_STATS_ENTRIES]
+        for uid, data in items:
+            if type(data) is not dict:
+                _note(issues, "stats_entry_not_object", run_id)
+                continue
+            # The original's filter (identity checks reject truthy non-bools); allocated is tested
+            # first only because it rejects most entries, which does not change the outcome.
+            if data.get("allocated") is not True or data.get("own_score") is not True:
+                continue
+            try:
+                positive = data.get("score", 0) > 0
+            except TypeError:  # where the original raises (and drops the rest of the run)
+                _note(issues, "score_not_number", run_id)
+                continue
+            if positive:
+                aggregator.setdefault(uid, []).append((validator, run_id, data))
+    return aggregator
+
+
+def _contestable(entry: dict[str, Any]) -> str | None:
+    """Why an entry would crash ``pick_dominant_dict`` (None if it would not)."""
+    specs = entry.get("gpu_specs", {})
+    if specs is None:
+        return "gpu_specs_null"
+    if not isinstance(specs, dict):
+        return "gpu_specs_invalid"
+    try:
+        hash(_vote_key(entry))
+    except TypeError:
+        return "gpu_specs_invalid"
+    return None
+
+
+def _uid_int(uid: Any, issues: Issues | None, run_ids: Iterable[str]) -> int | None:
+    try:
+        value = int(uid)
+    except (TypeError, ValueError, OverflowError):
+        reason = "uid_not_integer"
+    else:
+        if 0 <= value <= MAX_UID:
+            return value
+        reason = "uid_out_of_range"
+    for run_id in set(run_ids):
+        _note(issues, reason, run_id)
+    return None
+
+
+def stats_votes(
+    runs: Iterable[tuple[str, Any]],
+    issues: Issues | None = None,
+    run_ids: Sequence[str] | None = None,
+) -> dict[int, StatsVote]:
+    """uid -> dominant entry plus agreement figures, over ``(validator_hotkey, stats)`` pairs.
+
+    ``runs`` must be in store order (newest run first, like WandB's default ``-created_at``),
+    because first-seen order breaks ties.
+    """
+    votes: dict[int, StatsVote] = {}
+    for uid_str, pairs in _collect(runs, issues, run_ids).items():
+        pairs = [p for p in pairs if p[2].get("score", 0) != 0]
+        if len(pairs) > 1:
+            kept = []
+            for pair in pairs:
+                problem = _contestable(pair[2])
+                if problem is None:
+                    kept.append(pair)
+                else:
+                    _note(issues, problem, pair[1])
+            pairs = kept
+        if not pairs:
+            continue
+        uid = _uid_int(uid_str, issues, (p[1] for p in pairs))
+        if uid is None:
+            continue
+        entries = [entry for _, _, entry in pairs]
+        if len(entries) == 1:
+            winner = entries[0]
+            winner["own_score"] = True
+            agreeing = 1
+        else:
+            winner = pick_dominant_dict(entries)
+            chosen = _vote_key(winner)
+            agreeing = sum(1 for entry in entries if _vote_key(entry) == chosen)
+        run_id = next(p[1] for p in pairs if p[2] is winner)
+        scores = [_as_float(entry.get("score", 0)) for entry in entries]
+        spread = max(scores) - min(scores) if len(scores) > 1 else 0.0
+        votes[uid] = StatsVote(uid, winner, run_id, len({p[0] for p in pairs}), agreeing, spread)
+    return votes
+
+
+def compat_stats_allocated(
+    runs: Iterable[tuple[str, Any]], issues: Issues | None = None
+) -> dict[int, dict[str, Any]]:
+    """The original's ``get_stats_allocated`` result: ``{uid_int: winning entry dict}``.
+
+    ``runs`` are ``(validator_hotkey, stats)`` pairs of trusted, verified validator runs in
+    store order. Where the original raises (``int("x")``, ``None.get``), this skips the entry
+    and records why.
+    """
+    return {uid: vote.entry for uid, vote in stats_votes(runs, issues).items()}
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class UidStats:
+    """What the network exporter publishes per uid from the dominant entry."""
+
+    uid: int
+    hotkey: str
+    gpu_name: str
+    gpu_count: float | None
+    score: float
+    reporting: int
+    agreeing: int
+    spread: float
+
+
+def stats_view(runs: Sequence[VerifiedRun], issues: Issues | None = None) -> dict[int, UidStats]:
+    """Dominant stats per uid over trusted validator runs (in store order), label-safe."""
+    pairs = [(run.hotkey, run.payload.get("stats")) for run in runs]
+    votes = stats_votes(pairs, issues, [run.run_id for run in runs])
+    out: dict[int, UidStats] = {}
+    for uid, vote in sorted(votes.items()):
+        entry = vote.entry
+        specs = entry.get("gpu_specs")
+        specs = specs if isinstance(specs, dict) else {}
+        hotkey = entry.get("hotkey")
+        if hotkey is not None and not is_ss58(hotkey):
+            _note(issues, "hotkey_invalid", vote.run_id)
+            hotkey = ""
+        name = specs.get("gpu_name")
+        out[uid] = UidStats(
+            uid=uid,
+            hotkey=hotkey or "",
+            gpu_name=clean_label(name, issues, vote.run_id) if name is not None else "",
+            gpu_count=_count(specs.get("num_gpus")),
+            score=_as_float(entry.get("score", 0)),
+            reporting=vote.reporting,
+            agreeing=vote.agreeing,
+            spread=vote.spread,
+        )
+    return out
+
+
+def _count(value: Any) -> float | None:
+    """A GPU count if ``value`` is a sane non-negative integer, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return float(value) if 0 <= value <= 1024 else None
+
+
+# --- miner specs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MinerSpec:
+    """A miner's self-published GPU claim, keyed by uid and hotkey."""
+
+    uid: int
+    hotkey: str
+    gpu_name: str
+    gpu_count: float
+
+
+def newest_per_hotkey(runs: Iterable[VerifiedRun], issues: Issues | None = None) -> list[VerifiedRun]:
+    """One run per hotkey, the newest; each older duplicate is recorded as ``duplicate_run``."""
+    best: dict[str, VerifiedRun] = {}
+    for run in runs:
+        current = best.get(run.hotkey)
+        if current is None:
+            best[run.hotkey] = run
+            continue
+        older = run if run.timestamp <= current.timestamp else current
+        _note(issues, "duplicate_run", older.run_id)
+        if older is current:
+            best[run.hotkey] = run
+    return list(best.values())
+
+
+def gpu_claim(specs: Any) -> tuple[str, float] | str:
+    """(gpu model, count) from a ``get_perf_info`` dict, or the bad-input reason.
+
+    Reads ``specs.gpu.details[0].name`` and ``specs.gpu.count`` like the original's consumers.
+    A miner without GPUs (count 0, no details) yields ``("", 0)``.
+    """
+    if specs is None or specs == "" or specs == {}:
+        return "specs_missing"
+    if not isinstance(specs, dict):
+        return "specs_not_object"
+    gpu = specs.get("gpu")
+    if not isinstance(gpu, dict):
+        return "specs_missing" if gpu is None else "specs_not_object"
+    count = _count(gpu.get("count"))
+    if count is None:
+        return "gpu_count_invalid"
+    details = gpu.get("details")
+    name: Any = ""
+    if isinstance(details, list) and details:
+        first = details[0]
+        name = first.get("name", "") if isinstance(first, dict) else None
+    elif details is not None and not isinstance(details, list):
+        name = None
+    if not isinstance(name, str):
+        return "specs_not_object"
+    return name, count
+
+
+def specs_view(
+    runs: Iterable[VerifiedRun], uids: Mapping[str, int], issues: Issues | None = None
+) -> list[MinerSpec]:
+    """Specs of verified miner runs whose hotkey has a uid, newest run per hotkey.
+
+    The original keys its result by enumeration index among running runs; here the key is the
+    miner's uid from the metagraph (``uids``: hotkey -> uid).
+    """
+    out: list[MinerSpec] = []
+    for run in newest_per_hotkey(runs, issues):
+        uid = uids.get(run.hotkey)
+        if uid is None:
+            continue
+        claim = gpu_claim(run.payload.get("specs"))
+        if isinstance(claim, str):
+            _note(issues, claim, run.run_id)
+            continue
+        name, count = claim
+        out.append(MinerSpec(uid, run.hotkey, clean_label(name, issues, run.run_id), count))
+    return sorted(out, key=lambda s: (s.uid, s.hotkey))
+
+
+def _same_gpu_name(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def claim_mismatches(
+    specs: Iterable[MinerSpec], stats: Mapping[int, UidStats]
+) -> dict[tuple[int, str, str], bool]:
+    """(uid, hotkey, field) -> True where the miner's claim disagrees with the dominant PoG result.
+
+    Compared only where both sides are known and the PoG entry is about the same hotkey (a uid
+    re-registered to another hotkey is not a mismatch). ``field`` is ``gpu_name`` or ``gpu_count``.
+    """
+    out: dict[tuple[int, str, str], bool] = {}
+    for spec in specs:
+        proven = stats.get(spec.uid)
+        if proven is None or (proven.hotkey and proven.hotkey != spec.hotkey):
+            continue
+        if proven.gpu_name and spec.gpu_name:
+            out[(spec.uid, spec.hotkey, "gpu_name")] = not _same_gpu_name(spec.gpu_name, proven.gpu_name)
+        if proven.gpu_count is not None:
+            out[(spec.uid, spec.hotkey, "gpu_count")] = spec.gpu_count != proven.gpu_count
+    return out

@@ -1,0 +1,44 @@
+"""Fixtures for the network exporter: a signed simulated subnet in a dict-backed store."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporters.network.simulate import MemoryStateStore, seed_network
+from exporters.network.trust import MetagraphCache, ValidatorResolver
+
+T0 = 1_750_000_000.0
+
+
+class Clock:
+    """A hand-driven wall clock."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(clock: Clock) -> MemoryStateStore:
+    return MemoryStateStore(clock=clock)
+
+
+@pytest.fixture
+def network(store: MemoryStateStore, clock: Clock):
+    return seed_network(store, validators=4, miners=16, seed=7, clock=clock)
+
+
+@pytest.fixture
+def resolver(network, tmp_path) -> ValidatorResolver:
+    return ValidatorResolver(network.source(), MetagraphCache(tmp_path / "state"))

@@ -1,0 +1,67 @@
+"""The network exporter over the real ``wandb.Api`` client, against the fake GraphQL server."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import Clock
+from fakes.wandb_graphql import FakeWandbGraphQL
+
+from exporters.core.signing import ENVELOPE_KEY
+from exporters.core.state.wandb_store import WandbStateStore
+from exporters.network import cli
+from exporters.network.simulate import MemoryStateStore, seed_network
+
+
+@pytest.fixture
+def wandb_network(tmp_path):
+    clock = Clock()
+    mem = MemoryStateStore(clock=clock)
+    net = seed_network(mem, validators=3, miners=8, seed=5, clock=clock)
+    server = FakeWandbGraphQL()
+    server.start()
+    for rec in mem.read_runs("validator", 27) + mem.read_runs("miner", 27):
+        server.add_run(
+            rec.run_id, rec.name, rec.config, created_at=rec.created_at, heartbeat_at=rec.updated_at
+        )
+    store = WandbStateStore(
+        base_url=server.base_url,
+        api_key="k" * 40,
+        timeout=1.0,  # bounds the client's retries during the simulated outage
+        db_path=str(tmp_path / "s.db"),
+        run_dir=str(tmp_path / "w"),
+    )
+    parts = cli.build_exporter({"network_state_dir": str(tmp_path)}, store=store, source=net.source())
+    parts.refresher.clock = clock
+    yield parts.refresher, server, net, mem
+    store.close()
+    server.stop()
+
+
+def test_each_refresh_is_one_paginated_query_and_sees_changes_made_upstream(wandb_network):
+    refresher, server, net, _ = wandb_network
+    assert refresher.refresh("validator") and refresher.refresh("miner")
+    assert server.requests["Runs"] == 2
+    assert refresher.snapshot.runs[("validator", "v2")] == 3
+    victim = net.validator_hotkeys[1]
+    run = next(r for r in server.runs if r.display_name == f"validator-{victim}")
+    forged = copy.deepcopy(run.config)
+    forged[ENVELOPE_KEY]["payload"]["allocated_hotkeys"] = [net.miner_hotkeys[0]]
+    server.add_run(run.run_id, run.display_name, forged, created_at=run.created_at)
+    assert refresher.refresh("validator")
+    assert server.requests["Runs"] == 3  # a fresh query, not the client's cached answer
+    assert refresher.snapshot.rejected[("validator", "tampered")] == 1
+    assert refresher.snapshot.runs[("validator", "v2")] == 2
+
+
+def test_a_wandb_outage_keeps_the_last_snapshot_and_reports_failure(wandb_network):
+    refresher, server, _, _ = wandb_network
+    assert refresher.refresh("validator")
+    before = refresher.snapshot
+    server.down(503)  # retried by the client until the store's timeout
+    assert not refresher.refresh("validator")
+    after = refresher.snapshot
+    assert after.stats is before.stats
+    assert after.status["validator"].success is False
+    assert after.status["validator"].failures == {"timeout": 1}  # the store's bounded reason
