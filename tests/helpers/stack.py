@@ -2,15 +2,18 @@
 
 Integration tests use the Debian binaries (``prometheus``, ``prometheus-alertmanager``); when
 they are missing the test FAILS with the install command (a skip would hide a broken CI image).
-The heavy lifting (configs, process groups, the webhook receiver) lives in
+Queries go through ``helpers.promql`` (shared with the dashboard tests); the heavy lifting
+(configs, process groups, the webhook receiver) lives in
 ``exporters.demo.promstack`` / ``exporters.demo.processes`` so the demo and the tests share it.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +23,37 @@ import pytest
 
 from exporters.demo import promstack
 from exporters.demo.orchestrator import Demo, DemoConfig
+from helpers.promql import query
 
 T = TypeVar("T")
 
 INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager (or: bash scripts/dev.sh test)"
+
+
+class PrometheusAPI:
+    """The few Prometheus HTTP API reads the e2e tests need (queries via ``helpers.promql``)."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector (empty when there is no data). Raises on a bad query."""
+        result = query(self.base_url, expr, self.timeout)
+        if not result.ok:
+            raise AssertionError(f"query failed ({result.error}): {expr}")
+        data = result.body["data"]["result"]
+        return data if isinstance(data, list) else [data]
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.base_url}{path}", timeout=self.timeout) as resp:
+            return json.load(resp)["data"]
+
+    def targets(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/targets").get("activeTargets", []))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/alerts").get("alerts", []))
 
 
 def require_binaries() -> tuple[str, str]:
