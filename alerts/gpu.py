@@ -44,7 +44,7 @@ def alerts() -> list[Alert]:
         Alert(
             name="OpenComputeGPUCountDropped",
             expr=(
-                f"opencompute_gpu_count < max_over_time(opencompute_gpu_count[{t.GPU_COUNT_LOOKBACK}])\n"
+                f"opencompute_gpus < max_over_time(opencompute_gpus[{t.GPU_COUNT_LOOKBACK}])\n"
                 "and on (job, instance)\n"
                 "opencompute_gpu_nvml_up == 1"
             ),

@@ -26,7 +26,7 @@ def _overview() -> hs.Row:
                 "GPUs visible",
                 "short",
                 [hs.target(q.MINER_GPU_COUNT)],
-                description="GPUs NVML reports on the selected hosts (opencompute_gpu_count).",
+                description="GPUs NVML reports on the selected hosts (opencompute_gpus).",
             ),
             hs.stat(
                 "GPUs lost",

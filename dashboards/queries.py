@@ -49,7 +49,7 @@ VAR_EXPORTER_JOB = "label_values(opencompute_exporter_build_info, job)"
 VAR_EXPORTER_INSTANCE = 'label_values(opencompute_exporter_build_info{job=~"$job"}, instance)'
 
 # --- Miner GPUs -------------------------------------------------------------------------------
-MINER_GPU_COUNT = f"sum(opencompute_gpu_count{{{_TARGET}}})"
+MINER_GPU_COUNT = f"sum(opencompute_gpus{{{_TARGET}}})"
 MINER_GPUS_LOST = f"count(opencompute_gpu_up{{{_TARGET}}} == 0) or vector(0)"
 MINER_NVML_UP = f"min(opencompute_gpu_nvml_up{{{_TARGET}}})"
 MINER_ALLOCATED_NOW = f"max(opencompute_miner_allocated{{{_TARGET}}})"
@@ -109,7 +109,7 @@ VALIDATOR_POG_AGE = (
 VALIDATOR_POG_SUCCESS_AGE = (
     f"time() - max by (instance, uid) (opencompute_validator_pog_last_success_timestamp_seconds{{{_UID}}})"
 )
-VALIDATOR_POG_GPU_COUNT = f"max by (instance, uid) (opencompute_validator_pog_gpu_count{{{_UID}}})"
+VALIDATOR_POG_GPU_COUNT = f"max by (instance, uid) (opencompute_validator_pog_gpus{{{_UID}}})"
 VALIDATOR_POG_GPU_INFO = f"opencompute_validator_pog_gpu_info{{{_UID}}}"
 VALIDATOR_POG_HISTORY_ROWS = f"opencompute_validator_pog_history_rows{{{_UID}}}"
 VALIDATOR_CHALLENGE_SUCCESS_BY_MINER = (
@@ -149,11 +149,11 @@ NETWORK_ALLOCATED_UNREGISTERED = (
     f"sum(opencompute_network_miner_allocated_unregistered{{{_TARGET}}}) or vector(0)"
 )
 NETWORK_POG_GPUS_BY_MODEL = (
-    f"sum by (gpu_name) (opencompute_network_stats_gpu_count{{{_TARGET}}} "
+    f"sum by (gpu_name) (opencompute_network_stats_gpus{{{_TARGET}}} "
     f"* on (job, instance, uid) group_left (gpu_name) opencompute_network_stats_info{{{_TARGET}}})"
 )
 NETWORK_CLAIMED_GPUS_BY_MODEL = (
-    f"sum by (gpu_name) (opencompute_network_miner_spec_gpu_count{{{_TARGET}}} "
+    f"sum by (gpu_name) (opencompute_network_miner_spec_gpus{{{_TARGET}}} "
     f"* on (job, instance, uid, hotkey) group_left (gpu_name) "
     f"opencompute_network_miner_spec_info{{{_TARGET}}})"
 )

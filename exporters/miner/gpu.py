@@ -51,7 +51,7 @@ class NvmlCollector(SubCollector):
     """GPU health and utilisation from NVML, one snapshot per scrape. E.g.::
 
         opencompute_gpu_nvml_up 1.0
-        opencompute_gpu_count 2.0
+        opencompute_gpus 2.0
         opencompute_gpu_up{gpu="0",uuid="GPU-8a1f..."} 1.0
         opencompute_gpu_info{gpu="0",uuid="GPU-8a1f...",name="NVIDIA H100 80GB HBM3",...} 1.0
         opencompute_gpu_temperature_celsius{gpu="0",uuid="GPU-8a1f..."} 41.0
@@ -81,7 +81,7 @@ class NvmlCollector(SubCollector):
             info.add_metric([snap.driver_version, snap.nvml_version, snap.cuda_driver_version], 1.0)
             yield info
             yield GaugeMetricFamily(
-                "opencompute_gpu_count", "Number of GPUs visible to NVML.", value=float(len(snap.gpus))
+                "opencompute_gpus", "Number of GPUs visible to NVML.", value=float(len(snap.gpus))
             )
             yield from self._per_gpu(snap.gpus, snap.driver_version)
         errors = CounterMetricFamily(

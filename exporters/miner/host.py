@@ -109,7 +109,7 @@ class HostCollector(SubCollector):
 
         opencompute_miner_spec_cpu_cores 32.0
         opencompute_miner_spec_memory_bytes 5.4e+11
-        opencompute_miner_spec_gpu_count 8.0
+        opencompute_miner_spec_gpus 8.0
         opencompute_miner_spec_gpu_model_info{name="NVIDIA H100 80GB HBM3"} 8.0
 
     GPU specs are omitted while NVML is down (the original advertised an empty ``gpu`` then).
@@ -162,7 +162,7 @@ class HostCollector(SubCollector):
         if not snap.up:
             return
         yield GaugeMetricFamily(
-            "opencompute_miner_spec_gpu_count", "GPUs advertised.", value=float(len(snap.gpus))
+            "opencompute_miner_spec_gpus", "GPUs advertised.", value=float(len(snap.gpus))
         )
         yield GaugeMetricFamily(
             "opencompute_miner_spec_gpu_memory_bytes",

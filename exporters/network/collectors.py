@@ -290,7 +290,7 @@ class StatsCollector(SubCollector):
             ["uid", "hotkey", "gpu_name"],
         )
         gpus = _gauge(
-            "opencompute_network_stats_gpu_count", "GPU count of the dominant stats entry.", ["uid"]
+            "opencompute_network_stats_gpus", "GPU count of the dominant stats entry.", ["uid"]
         )
         reporting = _gauge(
             "opencompute_network_stats_reporting_validators",
@@ -323,7 +323,7 @@ class StatsCollector(SubCollector):
 class SpecsCollector(SubCollector):
     """What miners claim (from their own signed, running runs) and where it contradicts PoG.
 
-    ``opencompute_network_miner_spec_gpu_count{hotkey="5F...",uid="17"} 8.0``
+    ``opencompute_network_miner_spec_gpus{hotkey="5F...",uid="17"} 8.0``
     """
 
     name = "specs"
@@ -339,7 +339,7 @@ class SpecsCollector(SubCollector):
             ["uid", "hotkey", "gpu_name"],
         )
         count = _gauge(
-            "opencompute_network_miner_spec_gpu_count",
+            "opencompute_network_miner_spec_gpus",
             "GPU count a miner publishes in its specs (specs.gpu.count).",
             ["uid", "hotkey"],
         )

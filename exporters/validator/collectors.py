@@ -191,7 +191,7 @@ class PogCollector(SubCollector):
     Example::
 
         opencompute_validator_pog_gpu_info{gpu_name="NVIDIA H100 80GB HBM3",uid="3"} 1.0
-        opencompute_validator_pog_gpu_count{uid="3"} 8.0
+        opencompute_validator_pog_gpus{uid="3"} 8.0
         opencompute_validator_pog_last_timestamp_seconds{uid="3"} 1.749811e+09
         opencompute_validator_pog_history_rows{uid="3"} 4.0
     """
@@ -213,7 +213,7 @@ class PogCollector(SubCollector):
             labels=["uid", "gpu_name"],
         )
         count = GaugeMetricFamily(
-            "opencompute_validator_pog_gpu_count",
+            "opencompute_validator_pog_gpus",
             "Number of GPUs in the uid's newest successful proof-of-GPU.",
             labels=["uid"],
         )

@@ -68,7 +68,7 @@ def test_every_template_variable_query_parses_in_prometheus(prometheus: str) -> 
 
 def test_the_parse_check_rejects_a_broken_query(prometheus: str) -> None:
     """The check above can fail: an unbalanced selector is a 400 bad_data, not a 200."""
-    result = query(prometheus, grafana_to_promql('sum(opencompute_gpu_count{job=~"$job"'))
+    result = query(prometheus, grafana_to_promql('sum(opencompute_gpus{job=~"$job"'))
     assert result.status == 400
     assert result.body["errorType"] == "bad_data"
 

@@ -115,7 +115,7 @@ def test_the_real_miner_collectors_export_the_simulated_gpus():
     values = flagset.resolve(parser.parse_args(["--no-collector.host", "--no-collector.miner"]), environ={})
     parts = miner_cli.build_exporter(values, nvml=SimulatedNvml(3), psutil=psutil)
     text = generate_latest(parts.exporter.registry).decode()
-    assert "opencompute_gpu_count 3.0" in text
+    assert "opencompute_gpus 3.0" in text
     assert 'driver_version="simulated"' in text
     assert text.count("opencompute_gpu_up{") == 3
     assert 'opencompute_scrape_collector_success{collector="nvml"} 1.0' in text

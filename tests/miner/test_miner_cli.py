@@ -93,7 +93,7 @@ def test_metrics_over_http_end_to_end(make_exporter):
         server.shutdown()
     assert resp.status_code == 200
     fams = families(resp.text)
-    assert [s.value for s in fams["opencompute_gpu_count"]] == [2.0]
+    assert [s.value for s in fams["opencompute_gpus"]] == [2.0]
     assert {s.labels["uuid"] for s in fams["opencompute_gpu_up"]} == {"GPU-aaaa", "GPU-bbbb"}
     success = {s.labels["collector"]: s.value for s in fams["opencompute_scrape_collector_success"]}
     assert success == {"nvml": 1.0, "xid": 1.0, "host": 1.0, "miner": 1.0}

@@ -24,7 +24,7 @@ from exporters.miner.nvml import GpuReader, NvmlSession
 def test_each_gpu_is_labelled_by_index_and_uuid_with_identity_in_info(make_exporter):
     parts = make_exporter(FakeNvml(two_gpus()))
     assert value(parts, "opencompute_gpu_nvml_up") == 1
-    assert value(parts, "opencompute_gpu_count") == 2
+    assert value(parts, "opencompute_gpus") == 2
     assert value(parts, "opencompute_gpu_up", gpu="1", uuid="GPU-bbbb") == 1
     info = {
         "gpu": "1",
@@ -110,7 +110,7 @@ def test_one_failing_gpu_does_not_hide_the_others(make_exporter):
     gpus.append(FakeGpu(uuid="GPU-cccc"))
     gpus[1].errors["nvmlDeviceGetTemperature"] = NVML_ERROR_GPU_IS_LOST  # lost mid-scrape
     parts = make_exporter(FakeNvml(gpus))
-    assert value(parts, "opencompute_gpu_count") == 3
+    assert value(parts, "opencompute_gpus") == 3
     assert value(parts, "opencompute_gpu_up", gpu="1", uuid="GPU-bbbb") == 0
     assert value(parts, "opencompute_gpu_utilization_ratio", gpu="1", uuid="GPU-bbbb") is None
     for gpu, uuid in (("0", "GPU-aaaa"), ("2", "GPU-cccc")):
@@ -133,8 +133,8 @@ def test_a_gpu_lost_before_its_uuid_is_read_keeps_the_uuid_it_had():
 def test_zero_gpus_is_reported_as_a_count_of_zero(make_exporter):
     parts = make_exporter(FakeNvml([]))
     assert value(parts, "opencompute_gpu_nvml_up") == 1
-    assert value(parts, "opencompute_gpu_count") == 0
-    assert value(parts, "opencompute_miner_spec_gpu_count") == 0
+    assert value(parts, "opencompute_gpus") == 0
+    assert value(parts, "opencompute_miner_spec_gpus") == 0
 
 
 def test_nvml_absent_keeps_serving_with_nvml_up_zero_and_no_gpu_series(make_exporter):
@@ -143,9 +143,9 @@ def test_nvml_absent_keeps_serving_with_nvml_up_zero_and_no_gpu_series(make_expo
     assert value(parts, "opencompute_gpu_nvml_up") == 0
     assert value(parts, "opencompute_gpu_nvml_errors_total", reason="library_not_found") == 1
     assert value(parts, "opencompute_scrape_collector_success", collector="nvml") == 1
-    assert "opencompute_gpu_count" not in text
+    assert "opencompute_gpus" not in text
     assert "opencompute_gpu_up{" not in text
-    assert "opencompute_miner_spec_gpu_count" not in text
+    assert "opencompute_miner_spec_gpus" not in text
     assert value(parts, "opencompute_miner_spec_cpu_cores") == 32  # the host part still works
 
 
@@ -237,7 +237,7 @@ def test_real_pynvml_reports_what_this_machine_has(make_exporter):
     text = generate_latest(parts.exporter.registry).decode()
     if _libnvidia_ml_loadable():
         assert value(parts, "opencompute_gpu_nvml_up") == 1
-        assert value(parts, "opencompute_gpu_count") >= 0
+        assert value(parts, "opencompute_gpus") >= 0
     else:
         assert value(parts, "opencompute_gpu_nvml_up") == 0
         assert value(parts, "opencompute_gpu_nvml_errors_total", reason="library_not_found") == 1

@@ -20,13 +20,6 @@ from exporters.network.simulate import MemoryStateStore, seed_network
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "network.prom"
 
-# promtool's lint rejects gauges ending in "_count" (they read like a histogram's _count sample).
-# These names are fixed by docs/metrics-contract.md (as for the miner exporter); renaming them is
-# a contract decision. Everything else promtool says fails the test.
-CONTRACT_LINT_EXCEPTIONS = {
-    f'{name} non-histogram and non-summary metrics should not have "_count" suffix'
-    for name in ("opencompute_network_stats_gpu_count", "opencompute_network_miner_spec_gpu_count")
-}
 LIVE_FAMILIES = {  # describe the refresher or the process, not cached run data
     "opencompute_exporter_build_info",
     "opencompute_scrape_collector_success",
@@ -87,8 +80,8 @@ def test_golden_file_passes_promtool_check_metrics():
     )
     output = result.stdout.decode() + result.stderr.decode()
     findings = {line.strip() for line in output.splitlines() if line.strip()}
-    assert findings <= CONTRACT_LINT_EXCEPTIONS, output
-    assert result.returncode in (0, 3), output  # 3 = lint findings only; 1 would be a parse error
+    assert not findings, output
+    assert result.returncode == 0, output
 
 
 def test_every_family_of_cached_data_says_so_in_its_help(refreshed):

@@ -152,9 +152,9 @@ def test_failed_pog_rows_with_nulls_give_a_timestamp_but_no_gpu(empty_db, scrape
     assert sample(samples, "opencompute_validator_pog_history_rows", uid="0") == 2.0
     assert sample(samples, "opencompute_validator_pog_last_timestamp_seconds", uid="0") == 1749812400.0
     assert sample(samples, "opencompute_validator_pog_last_success_timestamp_seconds", uid="0") is None
-    assert sample(samples, "opencompute_validator_pog_gpu_count", uid="0") is None
+    assert sample(samples, "opencompute_validator_pog_gpus", uid="0") is None
     assert sample(samples, "opencompute_validator_pog_gpu_info", uid="1", gpu_name="NVIDIA H200") == 1.0
-    assert sample(samples, "opencompute_validator_pog_gpu_count", uid="1") == 2.0
+    assert sample(samples, "opencompute_validator_pog_gpus", uid="1") == 2.0
 
 
 def test_invalid_gpu_specs_json_in_one_row_does_not_hide_the_other_uids(empty_db, scraper_for):

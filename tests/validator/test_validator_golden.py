@@ -49,13 +49,6 @@ def test_metrics_match_the_golden_file(tmp_path):
     )
 
 
-# promtool's lint rejects gauges ending in "_count" (they read like a histogram's _count sample).
-# This name is fixed by docs/metrics-contract.md and used by dashboards; renaming it is a contract
-# decision. Any other finding, and any parse error, fails the test.
-CONTRACT_LINT_EXCEPTIONS = {
-    "opencompute_validator_pog_gpu_count non-histogram and non-summary metrics"
-    ' should not have "_count" suffix'
-}
 
 
 def test_golden_file_passes_promtool_check_metrics():
@@ -71,8 +64,8 @@ def test_golden_file_passes_promtool_check_metrics():
     )
     output = result.stdout.decode() + result.stderr.decode()
     findings = {line.strip() for line in output.splitlines() if line.strip()}
-    assert findings <= CONTRACT_LINT_EXCEPTIONS, output
-    assert result.returncode in (0, 3), output  # 3 = lint findings only; 1 would be a parse error
+    assert not findings, output
+    assert result.returncode == 0, output
 
 
 def test_promtool_catches_a_broken_exposition():
