@@ -289,9 +289,7 @@ class StatsCollector(SubCollector):
             "Hotkey and GPU model of the dominant stats entry for this uid.",
             ["uid", "hotkey", "gpu_name"],
         )
-        gpus = _gauge(
-            "opencompute_network_stats_gpus", "GPU count of the dominant stats entry.", ["uid"]
-        )
+        gpus = _gauge("opencompute_network_stats_gpus", "GPU count of the dominant stats entry.", ["uid"])
         reporting = _gauge(
             "opencompute_network_stats_reporting_validators",
             "Trusted validators whose stats entry for this uid entered the vote "

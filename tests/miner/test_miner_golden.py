@@ -99,8 +99,6 @@ def test_metrics_match_the_golden_file(tmp_path):
     assert text == GOLDEN.read_text(), "run with UPDATE_GOLDEN=1 to regenerate, then review the diff"
 
 
-
-
 def test_golden_file_passes_promtool_check_metrics():
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
     assert Path(promtool).exists(), "promtool is required (Debian package prometheus)"

@@ -49,8 +49,6 @@ def test_metrics_match_the_golden_file(tmp_path):
     )
 
 
-
-
 def test_golden_file_passes_promtool_check_metrics():
     promtool = shutil.which("promtool")
     if promtool is None:
