@@ -63,6 +63,14 @@ def parse_duration(text: str) -> float:
     return value
 
 
+def positive_duration(text: str) -> float:
+    """A duration that must be greater than zero (intervals, timeouts)."""
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return value
+
+
 def parse_listen_address(text: str) -> tuple[str, int]:
     """Parse ``host:port`` / ``:port`` / ``[::1]:port`` into (host, port)."""
     t = text.strip()

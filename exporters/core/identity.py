@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters.core.collector import SubCollector
-from exporters.core.config import ConfigError, Flag, parse_duration
+from exporters.core.config import ConfigError, Flag, positive_duration
 from exporters.core.keys import DEFAULT_WALLET_PATH, keypair_from_uri, load_hotkey
 from exporters.core.state.base import StateStore
 
@@ -62,13 +62,6 @@ def _netuid(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise ValueError("netuid must be 0..65535")
-    return value
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError("must be greater than zero")
     return value
 
 
@@ -130,7 +123,7 @@ def identity_flags(role: str) -> list[Flag]:
             "publish.interval",
             "How often pending run-state updates are published.",
             default=60.0,
-            convert=_positive_duration,
+            convert=positive_duration,
         ),
         Flag(
             "publish.outbox-path",

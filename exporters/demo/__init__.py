@@ -17,20 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from exporters.core.config import Flag, FlagSet, parse_duration, parse_listen_address, positive_int
+from exporters.core.config import (
+    Flag,
+    FlagSet,
+    parse_duration,
+    parse_listen_address,
+    positive_duration,
+    positive_int,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _loopback(default_port: int) -> Any:
     return parse_listen_address(f"127.0.0.1:{default_port}")
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return value
 
 
 def flags() -> FlagSet:
@@ -50,7 +50,7 @@ def flags() -> FlagSet:
         Flag("demo.dir", "Directory for state, logs and TSDB (default: a temporary one, removed on exit).",
              default=None, metavar="DIR"),
         Flag("demo.duration", "Stop after this long (default: run until Ctrl-C/SIGTERM).", default=None,
-             convert=_positive_duration, metavar="DURATION"),
+             convert=positive_duration, metavar="DURATION"),
         Flag("demo.no-prometheus", "Do not start Prometheus and Alertmanager, only the exporters.",
              default=False, is_bool=True),
         address("miner", "miner exporter (simulated GPUs)", 9927),
@@ -60,13 +60,13 @@ def flags() -> FlagSet:
         address("alertmanager", "Alertmanager", 19093),
         address("webhook", "alert webhook receiver (prints alerts)", 19095),
         Flag("demo.scrape-interval", "Prometheus scrape and rule evaluation interval.", default=5.0,
-             convert=_positive_duration, metavar="DURATION"),
+             convert=positive_duration, metavar="DURATION"),
         Flag("demo.alert-for-cap", "Cap alert rules' `for:` at this (demo copies only; 0 keeps them).",
              default=30.0, convert=parse_duration, metavar="DURATION"),
         Flag("demo.lift-penalty-after", "Lift our miner's penalty after this long, to show the alert "
              "resolving (0: never).", default=180.0, convert=parse_duration, metavar="DURATION"),
         Flag("demo.refresh-interval", "Network exporter refresh interval in the demo.", default=5.0,
-             convert=_positive_duration, metavar="DURATION"),
+             convert=positive_duration, metavar="DURATION"),
         Flag("demo.validators", "Simulated validators.", default=5, convert=positive_int),
         Flag("demo.miners", "Simulated miners.", default=40, convert=positive_int),
         Flag("demo.gpus", "Simulated GPUs on the demo's own miner.", default=8, convert=positive_int),

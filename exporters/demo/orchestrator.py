@@ -115,7 +115,7 @@ class SubnetInfo:
     our_miner_uri: str
     our_miner_hotkey: str
     penalizing_validator_uri: str
-    our_allocator: str  # the validator hotkey written to the miner's allocation file
+    our_allocator: str  # the trusted validator our miner should report as holding its allocation
     validator_hotkeys: list[str]
     network: Any = field(repr=False, default=None)  # exporters.network.simulate.SimulatedNetwork
 
@@ -244,19 +244,23 @@ class Demo:
         return [f"--web.listen-address={_hostport(address)}", f"--log.level={self.config.log_level}"]
 
     def miner_args(self) -> list[str]:
-        """Flags of the miner exporter: one simulated miner's identity, allocation file, port check."""
+        """Flags of the miner exporter: one simulated miner's identity, the trust files, port check.
+
+        The miner finds its allocation the way it does in production: in the trusted validators'
+        signed runs of the shared store, trusted per the simulation's metagraph (see
+        :meth:`trust_args`), refreshed at the demo's cadence.
+        """
         assert self.subnet is not None
-        alloc = self.dir / "allocation_key"
-        alloc.write_text(self.subnet.our_allocator + "\n")
         host, port = self.config.network_address  # an open port to check: the network exporter's
         return [
             *self.common_args(self.config.miner_address),
-            f"--miner.allocation-file={alloc}",
             f"--miner.external-ip={host}",
             f"--miner.port={port}",
             "--miner.port-check-interval=5s",
             "--host.disk-path=/",
             "--miner.publish-interval=1m",
+            f"--miner.allocation-refresh-interval={self.config.network_refresh_interval:g}s",
+            *self.trust_args("miner"),
             *identity_args(
                 self.subnet.our_miner_uri, self.subnet.state_path, self.dir / "miner-outbox.sqlite"
             ),
@@ -277,13 +281,13 @@ class Demo:
             *identity_args(VALIDATOR_URI, self.subnet.state_path, self.dir / "validator-outbox.sqlite"),
         ]
 
-    def network_args(self) -> list[str]:
-        """Flags of the network exporter: the seeded store and the simulation's metagraph.
+    def trust_args(self, prefix: str) -> list[str]:
+        """Validator-trust flags (``--subtensor.*``, ``--<prefix>.*``) of the network and miner exporters.
 
-        There is no chain here (``--subtensor.network=none``), so the exporter falls back to the
-        last good metagraph on disk, which the demo writes from the simulation: stakes and
-        registrations are known (a low-stake validator is not trusted, every miner has a uid).
-        The static allowlist is the next fallback, used only if that file is unreadable.
+        There is no chain here (``--subtensor.network=none``), so both fall back to the last good
+        metagraph on disk, which the demo writes from the simulation: stakes and registrations
+        are known (a low-stake validator is not trusted, every miner has a uid). The static
+        allowlist is the next fallback, used only if that file is unreadable.
         """
         from exporters.network.trust import MetagraphCache
 
@@ -293,15 +297,22 @@ class Demo:
             MetagraphCache(state_dir).save(self.subnet.network.chain)
         allowlist = self.dir / "validator-allowlist.txt"
         allowlist.write_text("".join(f"{hk}\n" for hk in self.subnet.validator_hotkeys))
+        return [
+            "--subtensor.network=none",
+            f"--{prefix}.state-dir={state_dir}",
+            f"--{prefix}.validator-allowlist={allowlist}",
+        ]
+
+    def network_args(self) -> list[str]:
+        """Flags of the network exporter: the seeded store and the simulation's metagraph."""
+        assert self.subnet is not None
         refresh = f"{self.config.network_refresh_interval:g}s"
         return [
             *self.common_args(self.config.network_address),
             "--state.backend=sqlite",
             f"--state.sqlite-path={self.subnet.state_path}",
             f"--netuid={NETUID}",
-            "--subtensor.network=none",
-            f"--network.state-dir={state_dir}",
-            f"--network.validator-allowlist={allowlist}",
+            *self.trust_args("network"),
             f"--network.validator-refresh-interval={refresh}",
             f"--network.miner-refresh-interval={refresh}",
         ]
@@ -513,7 +524,7 @@ class OurMiner:
 
     uri: str  # //miner{i}
     penalized_by: str  # URI of the one validator whose list penalizes it
-    allocated_by: str | None  # hotkey of a validator that allocated it, if any
+    allocated_by: str | None  # the allocating validator the miner reports (highest stake), if any
 
 
 def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
@@ -524,10 +535,12 @@ def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
     simulation published).
     """
     from exporters.core.signing import ENVELOPE_KEY
+    from exporters.miner.allocation import choose_validator
 
     uri_of = {key.ss58_address: f"//validator{i}" for i, key in enumerate(net.validator_keys)}
+    stakes = {hotkey: neuron.stake for hotkey, neuron in net.chain.neurons.items()}
     penalizers: dict[str, set[str]] = {}
-    allocators: dict[str, str] = {}
+    allocators: dict[str, set[str]] = {}
     for run in runs:
         validator = run.config.get("hotkey")
         if validator not in uri_of:
@@ -538,9 +551,13 @@ def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
             for entry in payload.get(key) or []:
                 penalizers.setdefault(_penalty_hotkey(entry), set()).add(validator)
         for hotkey in payload.get("allocated_hotkeys") or []:
-            allocators.setdefault(hotkey, validator)
+            allocators.setdefault(hotkey, set()).add(validator)
     candidates = [
-        OurMiner(f"//miner{i}", uri_of[next(iter(found))], allocators.get(key.ss58_address))
+        OurMiner(
+            f"//miner{i}",
+            uri_of[next(iter(found))],
+            choose_validator(allocators.get(key.ss58_address, set()), stakes),
+        )
         for i, key in enumerate(net.miner_keys)
         if len(found := penalizers.get(key.ss58_address, set())) == 1
     ]

@@ -11,24 +11,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from exporters.core.collector import SubCollector
-from exporters.core.config import ConfigError, Flag, FlagSet, collector_flags, parse_duration, web_flags
+from exporters.core.config import (
+    ConfigError,
+    Flag,
+    FlagSet,
+    collector_flags,
+    positive_duration,
+    web_flags,
+)
 from exporters.core.runtime import Exporter, Loop
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9927
 DEFAULT_PUBLISH_INTERVAL = 1800.0  # the original re-published specs every 150 blocks (~30 min)
+DEFAULT_ALLOCATION_REFRESH_INTERVAL = 900.0  # the original checked allocation every 75 blocks (~15 min)
+DEFAULT_STATE_DIR = "~/.opencompute/miner"  # the last good metagraph (validator trust)
 
 COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("nvml", True, "GPU health and utilisation from NVML."),
     ("xid", True, "XID errors from NVML events, gathered in a background thread."),
     ("pcie", False, "PCIe throughput from NVML (costs ~20 ms per GPU per scrape)."),
     ("host", True, "Host specs the miner advertises (psutil; no speed tests)."),
-    ("miner", True, "Allocation state and the external port check."),
+    ("miner", True, "Allocation (from trusted validators' runs), the external port check, publish health."),
 )
 
 
@@ -41,13 +49,6 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be 1..65535, got {text!r}")
     return port
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return value
 
 
 def flags() -> FlagSet:
@@ -68,33 +69,39 @@ def flags() -> FlagSet:
             "miner.port-check-interval",
             "How often to check the external port (background, never on a scrape).",
             default=60.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
             "miner.port-check-timeout",
             "TCP connect timeout of the port check.",
             default=3.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
-            "miner.allocation-file",
-            "File the miner keeps while allocated (e.g. allocation_key); sets opencompute_miner_allocated.",
-            metavar="FILE",
+            "miner.allocation-refresh-interval",
+            "How often to check whether a trusted validator's verified run lists this miner's hotkey "
+            "as allocated (background, never on a scrape; the original miner checks every 75 blocks). "
+            "Needs --wallet.name or --hotkey.uri.",
+            default=DEFAULT_ALLOCATION_REFRESH_INTERVAL,
+            convert=positive_duration,
+            metavar="DURATION",
         ),
         Flag(
             "miner.publish-interval",
             "How often specs/allocation/port state are re-published (also at once when allocation or "
             "port state changes); publishing needs --wallet.name or --hotkey.uri.",
             default=DEFAULT_PUBLISH_INTERVAL,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
     )
     from exporters.core.identity import identity_flags
+    from exporters.network.trust import trust_flags
 
     fs.add(*identity_flags("miner"))
+    fs.add(*trust_flags("miner", DEFAULT_STATE_DIR))
     return fs
 
 
@@ -120,6 +127,7 @@ class MinerParts:
     loops: list[Loop] = field(default_factory=list)
     publisher: Any = None
     publish_job: Any = None
+    allocation: Any = None
 
 
 def build_exporter(
@@ -134,13 +142,15 @@ def build_exporter(
     snapshot_max_age: float = 1.0,
     identity: Any = None,
     store: Any = None,
+    validator_source: Any = None,
 ) -> MinerParts:
     """Assemble collectors and loops from resolved flag values and the injected upstream modules.
 
     ``host_reader`` (a zero-argument callable returning HostSpecs) replaces the psutil read, and
     ``clock`` (wall time for XID and port-check timestamps) can be pinned, e.g. for a golden file.
     ``snapshot_max_age`` is how long collectors of one scrape share an NVML read (0 = every call).
-    ``identity``/``store`` override what the ``--wallet``/``--hotkey.uri``/``--state`` flags build.
+    ``identity``/``store`` override what the ``--wallet``/``--hotkey.uri``/``--state`` flags build,
+    ``validator_source`` the chain source of ``--subtensor.*`` (validator trust for the allocation).
     """
     from exporters.miner.gpu import NvmlCollector, PcieCollector
     from exporters.miner.host import HostCollector, read_host
@@ -168,7 +178,7 @@ def build_exporter(
     read = host_reader if host_reader is not None else (lambda: read_host(psutil, disk))
     if on["host"]:
         collectors.append(HostCollector(read, reader if on["nvml"] else None))
-    publisher = job = None
+    publisher = job = allocation = None
     if on["miner"]:
         if values.get("miner_external_ip") and values.get("miner_port"):
             checker = PortChecker(
@@ -179,23 +189,28 @@ def build_exporter(
             )
             interval = float(values.get("miner_port_check_interval") or 60.0)
             loops.append(Loop("port-check", interval, checker.check))
-        alloc = values.get("miner_allocation_file")
-        alloc_path = Path(alloc) if alloc else None
-        publish_parts, publisher = _publishing(values, identity, store)
-        collectors.append(MinerStatusCollector(checker, alloc_path, publish_parts))
+        publish_parts, publisher, allocation = _publishing(values, identity, store, validator_source, clock)
+        if allocation is not None:
+            publish_parts.append(allocation.collector())
+            every = values.get("miner_allocation_refresh_interval") or DEFAULT_ALLOCATION_REFRESH_INTERVAL
+            loops.append(Loop("allocation-refresh", float(every), allocation.refresh))
+        collectors.append(MinerStatusCollector(checker, publish_parts))
         if publisher is not None:
-            job = _publish_job(values, publisher, read, reader if on["nvml"] else None, alloc_path, checker)
+            job = _publish_job(values, publisher, read, reader if on["nvml"] else None, allocation, checker)
             loops.append(Loop("miner-payload", 60.0, job.tick))
             loops.append(
                 Loop("publish-flush", float(values.get("publish_interval") or 60.0), publisher.flush)
             )
     loops.extend(extra_loops)
     exporter = Exporter("miner", collectors, extra=extra, loops=loops)
-    return MinerParts(exporter, session, reader, watcher, checker, loops, publisher, job)
+    return MinerParts(exporter, session, reader, watcher, checker, loops, publisher, job, allocation)
 
 
-def _publishing(values: dict[str, Any], identity: Any, store: Any) -> tuple[list[SubCollector], Any]:
-    """Identity/store info and, with a wallet or key URI, the core publisher (else None)."""
+def _publishing(
+    values: dict[str, Any], identity: Any, store: Any, validator_source: Any, clock: Callable[[], float]
+) -> tuple[list[SubCollector], Any, Any]:
+    """Identity/store info and, with a wallet or key URI, the core publisher and the allocation
+    source (else None for both: without our hotkey there is nothing to look up)."""
     from exporters.core.identity import IdentityCollector, build_identity, build_publisher, build_store
 
     if identity is None:
@@ -206,7 +221,30 @@ def _publishing(values: dict[str, Any], identity: Any, store: Any) -> tuple[list
     publisher = build_publisher(values, identity, store, "miner") if identity is not None else None
     if publisher is not None:
         parts.append(publisher.collector())
-    return parts, publisher
+    if identity is None or store is None:
+        log.info(
+            "allocation not reported: no --wallet.name or --hotkey.uri, so this miner's hotkey is unknown "
+            "(it is looked up in trusted validators' allocated_hotkeys)"
+        )
+        return parts, publisher, None
+    return parts, publisher, _allocation_source(values, identity, store, validator_source, clock)
+
+
+def _allocation_source(
+    values: dict[str, Any], identity: Any, store: Any, validator_source: Any, clock: Callable[[], float]
+) -> Any:
+    from exporters.miner.allocation import AllocationSource
+    from exporters.network.trust import DEFAULT_MAX_RUN_AGE, build_resolver, chain_source
+
+    source = validator_source if validator_source is not None else chain_source(values)
+    return AllocationSource(
+        store,
+        build_resolver(values, "miner", source),
+        identity.hotkey,
+        netuid=identity.netuid,
+        max_run_age=float(values.get("miner_max_run_age") or DEFAULT_MAX_RUN_AGE),
+        clock=clock,
+    )
 
 
 def _publish_job(
@@ -214,11 +252,11 @@ def _publish_job(
     publisher: Any,
     host: Callable[[], Any],
     reader: Any,
-    alloc_path: Path | None,
+    allocation: Any,
     checker: Any,
 ) -> Any:
     from exporters.miner.publish import MinerPublishJob
-    from exporters.miner.status import read_allocation
+    from exporters.miner.specs import UNKNOWN
 
     def port_open() -> bool | None:
         last = checker.last if checker is not None else None
@@ -228,7 +266,7 @@ def _publish_job(
         publisher,
         host=host,
         gpus=(lambda: reader.snapshot()) if reader is not None else (lambda: None),
-        allocation=lambda: read_allocation(alloc_path).validator_hotkey if alloc_path else None,
+        allocation=lambda: UNKNOWN if allocation.current is None else allocation.current.validator_hotkey,
         port_open=port_open,
         interval=float(values.get("miner_publish_interval") or DEFAULT_PUBLISH_INTERVAL),
     )

@@ -1,10 +1,13 @@
 """The miner's run-config publisher job: specs, allocation and port state, signed via core.publish.
 
 Reads the same upstream snapshots as the collectors (one host read, one NVML snapshot, the
-allocation file, the port checker's last result) and hands :func:`build_miner_payload` to the
-core :class:`~exporters.core.publish.Publisher` (durable outbox, v1 + v2 signatures). The original
-miner re-published specs every 150 blocks (about 30 minutes) and allocation on every change; so
-does this job: a full payload every ``interval``, and at once when allocation or port state changes.
+allocation source's last good result, the port checker's last result) and hands
+:func:`build_miner_payload` to the core :class:`~exporters.core.publish.Publisher` (durable
+outbox, v1 + v2 signatures). The original miner re-published specs every 150 blocks (about 30
+minutes) and allocation on every change; so does this job: a full payload every ``interval``,
+and at once (on the next tick, within a minute) when allocation or port state changes. While
+the allocation is not known yet (no successful allocation refresh), the payload leaves
+``allocated`` out instead of claiming "not allocated".
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from exporters.miner.host import HostSpecs
 from exporters.miner.nvml import NvmlSnapshot
-from exporters.miner.specs import build_miner_payload, build_specs
+from exporters.miner.specs import Unknown, build_miner_payload, build_specs
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ class MinerPublishJob:
         *,
         host: Callable[[], HostSpecs],
         gpus: Callable[[], NvmlSnapshot | None],
-        allocation: Callable[[], str | None],
+        allocation: Callable[[], str | Literal[Unknown.UNKNOWN] | None],
         port_open: Callable[[], bool | None],
         interval: float = DEFAULT_PUBLISH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
@@ -44,7 +47,7 @@ class MinerPublishJob:
         self._port_open = port_open
         self._interval = interval
         self._clock = clock
-        self._last_state: tuple[str | None, bool | None] | None = None
+        self._last_state: tuple[Any, bool | None] | None = None
         self._last_at = float("-inf")
 
     def tick(self) -> bool:

@@ -10,12 +10,22 @@ original.
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Literal
 
 from exporters.miner.host import HostSpecs
 from exporters.miner.nvml import NvmlSnapshot
 
 MIB = 1024 * 1024
+
+
+class Unknown(enum.Enum):
+    """Marker type of :data:`UNKNOWN`."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN  # allocation not known yet (no successful refresh): publish no ``allocated``
 
 
 def _gpu_specs(snap: NvmlSnapshot | None) -> dict[str, Any]:
@@ -63,14 +73,19 @@ def build_specs(host: HostSpecs, gpus: NvmlSnapshot | None) -> dict[str, Any]:
 
 
 def build_miner_payload(
-    specs: dict[str, Any], allocated_validator: str | None, is_port_open: bool | None
+    specs: dict[str, Any],
+    allocated_validator: str | Literal[Unknown.UNKNOWN] | None,
+    is_port_open: bool | None,
 ) -> dict[str, Any]:
     """The miner's run-config update: ``specs``, ``allocated`` (validator hotkey or None) and
     ``is_port_open``. The port key is left out until a check has run (the original made it optional),
-    so a miner never publishes a port state it has not measured."""
-    if allocated_validator is not None and not isinstance(allocated_validator, str):
-        raise TypeError("allocated_validator must be an ss58 string or None")
-    payload: dict[str, Any] = {"specs": specs, "allocated": allocated_validator or None}
+    and ``allocated`` while it is :data:`UNKNOWN` (the outbox keeps the last published value), so a
+    miner never publishes a state it has not measured."""
+    payload: dict[str, Any] = {"specs": specs}
+    if allocated_validator is not UNKNOWN:
+        if allocated_validator is not None and not isinstance(allocated_validator, str):
+            raise TypeError("allocated_validator must be an ss58 string, None or UNKNOWN")
+        payload["allocated"] = allocated_validator or None
     if is_port_open is not None:
         payload["is_port_open"] = bool(is_port_open)
     return payload

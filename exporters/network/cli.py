@@ -8,13 +8,13 @@ tests, the demo and the benchmark inject their own.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporters.core.config import Flag, FlagSet, collector_flags, parse_duration, web_flags
+from exporters.core.config import Flag, FlagSet, collector_flags, positive_duration, web_flags
 from exporters.core.identity import store_flags
 from exporters.core.runtime import Exporter, Loop
+from exporters.network.trust import build_resolver, chain_source, trust_flags
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,6 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
 )
 
 
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise ValueError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def flags() -> FlagSet:
     """Every flag of the network exporter (each mirrored by an OPENCOMPUTE_* env var)."""
     fs = FlagSet()
@@ -52,79 +38,34 @@ def flags() -> FlagSet:
     fs.add(*collector_flags(COLLECTORS))
     fs.add(*store_flags())
     fs.add(
-        Flag(
-            "subtensor.network",
-            "Chain to read the validator set from: finney, test, local, a ws(s):// URL, or none "
-            "(use the cached metagraph / allowlist only).",
-            default="finney",
-        ),
-        Flag(
-            "subtensor.chain-endpoint",
-            "Explicit chain endpoint (ws:// or wss://); overrides --subtensor.network.",
-            default=None,
-            metavar="URL",
-        ),
-        Flag(
-            "network.chain-timeout",
-            "Give up on a metagraph read after this long and use the cached metagraph instead.",
-            default=30.0,
-            convert=_positive_duration,
-            metavar="DURATION",
-        ),
+        *trust_flags("network", DEFAULT_STATE_DIR),
         Flag(
             "network.validator-refresh-interval",
             "How often validator runs (stats, allocations, penalties) and the validator set are refreshed.",
             default=300.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
             "network.miner-refresh-interval",
             "How often miner runs (specs) are refreshed.",
             default=1800.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
             "network.refresh-timeout",
             "Give up on a refresh after this long; the previous snapshot keeps being served.",
             default=120.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
             "network.full-resync-interval",
             "Re-read every run (not only recently updated ones) this often, to drop deleted runs.",
             default=6 * 3600.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
-        ),
-        Flag(
-            "network.max-run-age",
-            "Ignore runs whose signed time (v2) or last update (v1) is older than this.",
-            default=86400.0,
-            convert=_positive_duration,
-            metavar="DURATION",
-        ),
-        Flag(
-            "network.validator-min-stake",
-            "Stake a permitted validator needs to be trusted (the original's validator_permit_stake).",
-            default=1.0e4,
-            convert=_non_negative_float,
-            metavar="ALPHA",
-        ),
-        Flag(
-            "network.validator-allowlist",
-            "File of trusted validator hotkeys (one ss58 per line), used when neither the chain nor "
-            "a cached metagraph is available.",
-            default=None,
-            metavar="FILE",
-        ),
-        Flag(
-            "network.state-dir",
-            "Directory for the last good metagraph (used when the chain is unreachable).",
-            default=DEFAULT_STATE_DIR,
-            metavar="DIR",
         ),
     )
     return fs
@@ -139,33 +80,14 @@ class NetworkParts:
     loops: list[Loop] = field(default_factory=list)
 
 
-def chain_source(values: dict[str, Any]) -> Any | None:
-    """The bittensor chain source from the flags, or None for ``--subtensor.network none``."""
-    from exporters.network.trust import BittensorChainSource
-
-    network = (values.get("subtensor_network") or "finney").strip()
-    endpoint = values.get("subtensor_chain_endpoint")
-    if not endpoint and network.lower() in {"none", "off", ""}:
-        return None
-    return BittensorChainSource(network, endpoint)
-
-
 def build_exporter(
     values: dict[str, Any], *, store: Any, source: Any | None, verifier: Any | None = None
 ) -> NetworkParts:
     """Assemble refresher, collectors and refresh loops from resolved flag values."""
     from exporters.network.collectors import build_collectors
     from exporters.network.refresh import NetworkRefresher, TimedRefresh
-    from exporters.network.trust import MetagraphCache, ValidatorResolver
 
-    state_dir = values.get("network_state_dir")
-    resolver = ValidatorResolver(
-        source,
-        MetagraphCache(os.path.expanduser(state_dir) if state_dir else None),
-        allowlist_path=values.get("network_validator_allowlist"),
-        min_stake=float(values.get("network_validator_min_stake", 1.0e4)),
-        chain_timeout=float(values.get("network_chain_timeout") or 30.0),
-    )
+    resolver = build_resolver(values, "network", source)
     refresher = NetworkRefresher(
         store,
         resolver,

@@ -7,6 +7,10 @@ when the chain cannot be reached: the last good metagraph kept on disk, then a s
 Every run then goes through ``exporters.core.signing.verify_run``; a valid fresh v2 envelope
 supplies the payload, a run with only a valid v1 signature counts with its top-level keys and is
 reported as weakly signed.
+
+The miner exporter applies the same rule to find its own allocation
+(:mod:`exporters.miner.allocation`); both build their resolver from the same flags
+(:func:`trust_flags`, :func:`build_resolver`, :func:`chain_source`), so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from exporters.core.config import Flag, positive_duration
 from exporters.core.state.base import RunRecord
 from exporters.network.views import VerifiedRun, is_ss58
 
@@ -199,7 +204,8 @@ def load_allowlist(path: str | os.PathLike[str] | None) -> frozenset[str]:
 class ValidatorSet:
     """Trusted validator hotkeys, where they came from, and the registered hotkeys (for uids).
 
-    ``uids`` is None when registrations are unknown (allowlist or nothing).
+    ``uids`` is None when registrations are unknown (allowlist or nothing); so is ``stakes``
+    (trusted validator -> stake), which readers use to rank validators, e.g. several claimants.
     """
 
     source: str
@@ -207,6 +213,7 @@ class ValidatorSet:
     uids: Mapping[str, int] | None
     fetched_at: float | None = None
     block: int = 0
+    stakes: Mapping[str, float] | None = None
 
 
 def _call_with_timeout(func: Callable[[], ChainState], timeout: float) -> tuple[threading.Thread, list[Any]]:
@@ -244,12 +251,14 @@ class ValidatorResolver:
     def resolve(self, netuid: int) -> ValidatorSet:
         state, origin = self._chain_state(netuid)
         if state is not None:
+            validators = validators_from(state, self.min_stake)
             return ValidatorSet(
                 origin,
-                validators_from(state, self.min_stake),
+                validators,
                 {hk: n.uid for hk, n in state.neurons.items()},
                 state.fetched_at,
                 state.block,
+                {hk: state.neurons[hk].stake for hk in validators},
             )
         allow = load_allowlist(self.allowlist_path)
         if allow:
@@ -291,6 +300,102 @@ class ValidatorResolver:
             self._memory = cached
             return cached, "cache"
         return None, "none"
+
+
+# --- configuration (shared by every exporter that judges validator runs) -------------------
+
+DEFAULT_MIN_STAKE = 1.0e4  # the original's validator_permit_stake
+DEFAULT_CHAIN_TIMEOUT = 30.0
+DEFAULT_MAX_RUN_AGE = 86400.0
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def trust_flags(prefix: str, default_state_dir: str) -> list[Flag]:
+    """The validator-trust flags: ``--subtensor.*`` and ``--<prefix>.{chain-timeout, max-run-age,
+    validator-min-stake, validator-allowlist, state-dir}``.
+
+    One definition for every exporter that applies the trust rule (the network exporter with
+    prefix ``network``, the miner's allocation check with ``miner``), so they cannot drift apart.
+    :func:`build_resolver` and :func:`chain_source` read the values back.
+    """
+    return [
+        Flag(
+            "subtensor.network",
+            "Chain to read the validator set from: finney, test, local, a ws(s):// URL, or none "
+            "(use the cached metagraph / allowlist only).",
+            default="finney",
+        ),
+        Flag(
+            "subtensor.chain-endpoint",
+            "Explicit chain endpoint (ws:// or wss://); overrides --subtensor.network.",
+            default=None,
+            metavar="URL",
+        ),
+        Flag(
+            f"{prefix}.chain-timeout",
+            "Give up on a metagraph read after this long and use the cached metagraph instead.",
+            default=DEFAULT_CHAIN_TIMEOUT,
+            convert=positive_duration,
+            metavar="DURATION",
+        ),
+        Flag(
+            f"{prefix}.max-run-age",
+            "Ignore runs whose signed time (v2) or last update (v1) is older than this.",
+            default=DEFAULT_MAX_RUN_AGE,
+            convert=positive_duration,
+            metavar="DURATION",
+        ),
+        Flag(
+            f"{prefix}.validator-min-stake",
+            "Stake a permitted validator needs to be trusted (the original's validator_permit_stake).",
+            default=DEFAULT_MIN_STAKE,
+            convert=_non_negative_float,
+            metavar="ALPHA",
+        ),
+        Flag(
+            f"{prefix}.validator-allowlist",
+            "File of trusted validator hotkeys (one ss58 per line), used when neither the chain nor "
+            "a cached metagraph is available.",
+            default=None,
+            metavar="FILE",
+        ),
+        Flag(
+            f"{prefix}.state-dir",
+            "Directory for the last good metagraph (used when the chain is unreachable).",
+            default=default_state_dir,
+            metavar="DIR",
+        ),
+    ]
+
+
+def chain_source(values: Mapping[str, Any]) -> BittensorChainSource | None:
+    """The bittensor chain source from the flags, or None for ``--subtensor.network none``."""
+    network = (values.get("subtensor_network") or "finney").strip()
+    endpoint = values.get("subtensor_chain_endpoint")
+    if not endpoint and network.lower() in {"none", "off", ""}:
+        return None
+    return BittensorChainSource(network, endpoint)
+
+
+def build_resolver(
+    values: Mapping[str, Any], prefix: str, source: ValidatorSource | None
+) -> ValidatorResolver:
+    """The resolver configured by :func:`trust_flags` ``(prefix)``; ``source`` None = no chain."""
+    state_dir = values.get(f"{prefix}_state_dir")
+    min_stake = values.get(f"{prefix}_validator_min_stake")
+    return ValidatorResolver(
+        source,
+        MetagraphCache(os.path.expanduser(state_dir) if state_dir else None),
+        allowlist_path=values.get(f"{prefix}_validator_allowlist"),
+        min_stake=float(DEFAULT_MIN_STAKE if min_stake is None else min_stake),
+        chain_timeout=float(values.get(f"{prefix}_chain_timeout") or DEFAULT_CHAIN_TIMEOUT),
+    )
 
 
 # --- run verification --------------------------------------------------------------------

@@ -42,7 +42,15 @@ from collections.abc import Callable
 from typing import Any
 
 from exporters import __version__
-from exporters.core.config import ConfigError, Flag, FlagSet, parse_duration, positive_int, web_flags
+from exporters.core.config import (
+    ConfigError,
+    Flag,
+    FlagSet,
+    parse_duration,
+    positive_duration,
+    positive_int,
+    web_flags,
+)
 from exporters.registrar.record import (
     EXIT_CODE_HELP,
     DesiredRecord,
@@ -72,13 +80,6 @@ def _netuid(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise ValueError(f"netuid must be in 0..65535, got {value}")
-    return value
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"expected a positive duration, got {text!r}")
     return value
 
 
@@ -151,14 +152,14 @@ def flags() -> FlagSet:
             "registrar.max-retry-time",
             "Total time budget per run, retries and backoff included.",
             default=300.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
             "registrar.attempt-timeout",
             "Time limit for one attempt (connect, read, submit, inclusion).",
             default=120.0,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(

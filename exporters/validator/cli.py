@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from exporters.core.collector import SubCollector
-from exporters.core.config import Flag, FlagSet, collector_flags, parse_duration, web_flags
+from exporters.core.config import Flag, FlagSet, collector_flags, positive_duration, web_flags
 from exporters.core.runtime import Exporter, Loop
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,6 @@ COLLECTOR_TABLES: dict[str, tuple[str, ...]] = {
     "challenges": ("challenge_details",),
 }
 PUBLISH_TABLES: tuple[str, ...] = ("stats", "allocation", "blacklist")
-
-
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"duration must be positive, got {text!r}")
-    return value
 
 
 def _timezone(text: str) -> tzinfo | None:
@@ -79,7 +72,7 @@ def flags() -> FlagSet:
             "validator.db-busy-timeout",
             "How long a scrape waits while the validator holds a write lock before reporting 'locked'.",
             default=0.5,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
@@ -94,7 +87,7 @@ def flags() -> FlagSet:
             "validator.publish-interval",
             "How often the stats/allocated_hotkeys/penalized_hotkeys payload is rebuilt and published.",
             default=DEFAULT_PUBLISH_INTERVAL,
-            convert=_positive_duration,
+            convert=positive_duration,
             metavar="DURATION",
         ),
     )

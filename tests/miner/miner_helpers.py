@@ -1,14 +1,24 @@
-"""Helpers for the miner exporter tests: flag values, a pinned host read, scripted fake GPUs."""
+"""Helpers for the miner exporter tests: flag values, a pinned host read, scripted fake GPUs, and
+validator runs published with real dev keys into a real SQLite store (for the allocation check)."""
 
 from __future__ import annotations
 
 import argparse
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fakes.nvml import FakeGpu
 
+from exporters.core.keys import keypair_from_uri
+from exporters.core.publish import Publisher
+from exporters.core.signing import ENVELOPE_KEY
+from exporters.core.state.sqlite_store import SQLiteStateStore
 from exporters.miner.cli import MinerParts, flags
 from exporters.miner.host import HostSpecs
+from exporters.network.trust import ChainState, NeuronInfo, StaticValidatorSource
 
 PINNED_HOST = HostSpecs(
     cpu_cores=32,
@@ -57,3 +67,51 @@ def two_gpus() -> list[FakeGpu]:
 def value(parts: MinerParts, metric: str, /, **labels: str) -> float | None:
     """One sample from the exporter's registry (a full collect, as a scrape does)."""
     return parts.exporter.registry.get_sample_value(metric, labels)
+
+
+def publish_validator_run(
+    state_path: Path,
+    outbox_dir: Path,
+    uri: str,
+    allocated: list[str],
+    *,
+    clock: Callable[[], float] = time.time,
+    mode: str = "full",
+) -> str:
+    """Publish a validator's ``allocated_hotkeys`` the way a validator does: the real Publisher, a real
+    sr25519 dev key, ``full`` mode by default (top-level keys as the original writes them, plus the
+    v2 envelope) or ``envelope`` mode (the list only inside the signed payload).
+    Returns the validator's hotkey."""
+    keypair = keypair_from_uri(uri)
+    store = SQLiteStateStore(str(state_path))
+    outbox = outbox_dir / f"outbox-{uri.strip('/').replace('/', '-')}.db"
+    publisher = Publisher(
+        store, keypair, role="validator", netuid=27, outbox_path=str(outbox), mode=mode, clock=clock
+    )
+    try:
+        publisher.submit({"allocated_hotkeys": allocated, "stats": {}})
+        assert publisher.flush() >= 1, "the validator run was not published"
+    finally:
+        publisher.close()
+        store.close()
+    return str(keypair.ss58_address)
+
+
+def tamper_allocation(state_path: Path, validator_hotkey: str, allocated: list[str]) -> None:
+    """Rewrite a validator run's list after signing, in the envelope and at the top level alike."""
+    store = SQLiteStateStore(str(state_path))
+    try:
+        [run] = [r for r in store.read_runs("validator", 27) if r.config.get("hotkey") == validator_hotkey]
+        envelope = copy.deepcopy(run.config[ENVELOPE_KEY])
+        envelope["payload"]["allocated_hotkeys"] = allocated
+        store.publish("validator", validator_hotkey, {"allocated_hotkeys": allocated, ENVELOPE_KEY: envelope})
+    finally:
+        store.close()
+
+
+def metagraph(*validators: tuple[str, float], miners: tuple[str, ...] = ()) -> StaticValidatorSource:
+    """A chain answering with these (validator hotkey, stake) pairs (all permitted) and miners."""
+    neurons = {hotkey: NeuronInfo(uid, True, stake) for uid, (hotkey, stake) in enumerate(validators)}
+    for hotkey in miners:
+        neurons[hotkey] = NeuronInfo(len(neurons), False, 0.0)
+    return StaticValidatorSource(ChainState(27, neurons, block=4_000_000))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import psutil
 from fakes.nvml import NVML_ERROR_GPU_IS_LOST, FakeGpu, FakeNvml
-from miner_helpers import PINNED_HOST, flag_values
+from miner_helpers import PINNED_HOST, flag_values, metagraph, publish_validator_run
 from prometheus_client import generate_latest
 
+from exporters.core.keys import keypair_from_uri
 from exporters.miner.cli import build_exporter
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "miner.prom"
@@ -61,24 +62,31 @@ def golden_gpus() -> list[FakeGpu]:
 
 def render(tmp_path: Path) -> str:
     listener = socket.create_server(("127.0.0.1", 0))
-    alloc = tmp_path / "allocation"
-    alloc.write_text("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\n")
+    alice = keypair_from_uri("//Alice").ss58_address
+    # //validator0 (trusted: permit, 5e4 stake) has allocated Alice, signed at the pinned time.
+    validator = publish_validator_run(
+        tmp_path / "state.db", tmp_path, "//validator0", [alice], clock=lambda: NOW
+    )
     fake = FakeNvml(golden_gpus())
     values = flag_values(
         "--collector.pcie",
         "--miner.external-ip=127.0.0.1",
         f"--miner.port={listener.getsockname()[1]}",
-        f"--miner.allocation-file={alloc}",
         "--hotkey.uri=//Alice",  # a real dev key: identity and publish metrics, nothing flushed
         f"--state.sqlite-path={tmp_path / 'state.db'}",
         f"--publish.outbox-path={tmp_path / 'outbox.db'}",
+        f"--miner.state-dir={tmp_path / 'metagraph'}",
     )
     host = lambda: PINNED_HOST  # noqa: E731
-    parts = build_exporter(values, nvml=fake, psutil=psutil, host_reader=host, clock=lambda: NOW)
+    source = metagraph((validator, 5.0e4), miners=(alice,))
+    parts = build_exporter(
+        values, nvml=fake, psutil=psutil, host_reader=host, clock=lambda: NOW, validator_source=source
+    )
     try:
         parts.port_checker.check()
     finally:
         listener.close()
+    assert parts.allocation.refresh()
     parts.watcher.poll_once()  # arm the event set
     fake.emit_xid(2, 13)
     fake.emit_xid(2, 13)

@@ -66,16 +66,3 @@ def test_only_a_change_of_state_is_logged(listening, caplog):
         for _ in range(3):
             checker.check()
     assert len(caplog.records) == 1
-
-
-def test_allocation_file_sets_allocated_and_names_the_validator(tmp_path):
-    path = tmp_path / "allocation"
-    collector = MinerStatusCollector(None, path)
-    assert samples(collector) == {"opencompute_miner_allocated": 0.0}
-    hotkey = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
-    path.write_text(hotkey + "\n")
-    fams = {f.name: f for f in collector.collect()}
-    assert fams["opencompute_miner_allocated"].samples[0].value == 1.0
-    assert fams["opencompute_miner_allocation_info"].samples[0].labels == {"validator_hotkey": hotkey}
-    path.write_text("ssh-rsa AAAAB3NzaC1yc2E renter-key\n")  # allocated, validator unknown
-    assert samples(collector) == {"opencompute_miner_allocated": 1.0}

@@ -7,26 +7,35 @@ import time
 import psutil
 from bittensor_core import Keypair
 from fakes.nvml import FakeGpu, FakeNvml
-from miner_helpers import PINNED_HOST, flag_values, value
+from miner_helpers import PINNED_HOST, flag_values, metagraph, publish_validator_run, value
 
 from exporters.core.signing import Outcome, verify_run
 from exporters.core.state.sqlite_store import SQLiteStateStore
 from exporters.miner.cli import build_exporter
 
 ALICE = Keypair.create_from_uri("//Alice")
-VALIDATOR = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+VALIDATOR = Keypair.create_from_uri("//validator0").ss58_address
 
 
 def publishing_exporter(tmp_path, *argv):
+    """The miner as //Alice; //validator0 (stake 5e4) is the only trusted validator."""
     values = flag_values(
         "--hotkey.uri=//Alice",
         f"--state.sqlite-path={tmp_path / 'state.db'}",
         f"--publish.outbox-path={tmp_path / 'outbox.db'}",
-        f"--miner.allocation-file={tmp_path / 'allocation'}",
+        f"--miner.state-dir={tmp_path / 'metagraph'}",
         *argv,
     )
     fake = FakeNvml([FakeGpu(uuid="GPU-a"), FakeGpu(uuid="GPU-b")])
-    return build_exporter(values, nvml=fake, psutil=psutil, host_reader=lambda: PINNED_HOST)
+    source = metagraph((VALIDATOR, 5.0e4), miners=(ALICE.ss58_address,))
+    return build_exporter(
+        values, nvml=fake, psutil=psutil, host_reader=lambda: PINNED_HOST, validator_source=source
+    )
+
+
+def allocate(tmp_path, *miners):
+    """//validator0 publishes, signed, that it has allocated ``miners``."""
+    publish_validator_run(tmp_path / "state.db", tmp_path, "//validator0", list(miners))
 
 
 def published(tmp_path):
@@ -46,9 +55,10 @@ def test_without_a_wallet_nothing_is_published_and_the_metric_says_so(tmp_path):
 
 
 def test_specs_allocation_and_port_state_are_published_signed(tmp_path):
-    (tmp_path / "allocation").write_text(VALIDATOR)
+    allocate(tmp_path, ALICE.ss58_address)
     parts = publishing_exporter(tmp_path)
-    assert {"miner-payload", "publish-flush"} <= {loop.name for loop in parts.loops}
+    assert {"miner-payload", "publish-flush", "allocation-refresh"} <= {loop.name for loop in parts.loops}
+    assert parts.allocation.refresh()
     assert parts.publish_job.tick()
     run, result = published(tmp_path)
     assert result.outcome is Outcome.VALID_V2
@@ -67,11 +77,33 @@ def test_specs_allocation_and_port_state_are_published_signed(tmp_path):
 
 
 def test_an_allocation_change_is_published_at_once_and_nothing_else_before_the_interval(tmp_path):
+    allocate(tmp_path)  # //validator0 has allocated nobody yet
     parts = publishing_exporter(tmp_path)
+    assert parts.allocation.refresh()
     assert parts.publish_job.tick()
+    assert published(tmp_path)[1].payload["allocated"] is None
     assert not parts.publish_job.tick()  # unchanged, interval (30 min) not over
-    (tmp_path / "allocation").write_text(VALIDATOR)
+    allocate(tmp_path, ALICE.ss58_address)
+    assert not parts.publish_job.tick()  # the validator's run changed, but no refresh has seen it yet
+    assert parts.allocation.refresh()
     assert parts.publish_job.tick()
     _, result = published(tmp_path)
     assert result.payload["allocated"] == VALIDATOR
+    assert value(parts, "opencompute_miner_allocation_info", validator_hotkey=VALIDATOR) == 1
+    allocate(tmp_path)  # released: a newer signed run without us
+    assert parts.allocation.refresh()
+    assert parts.publish_job.tick()
+    assert published(tmp_path)[1].payload["allocated"] is None
+    parts.publisher.close()
+
+
+def test_an_unknown_allocation_is_left_out_of_the_payload_until_a_refresh_succeeds(tmp_path):
+    allocate(tmp_path, ALICE.ss58_address)
+    parts = publishing_exporter(tmp_path)
+    assert parts.publish_job.tick()  # before any allocation refresh: specs only
+    _, result = published(tmp_path)
+    assert "allocated" not in result.payload and "specs" in result.payload
+    assert parts.allocation.refresh()
+    assert parts.publish_job.tick()  # unknown -> known is a change: published at once
+    assert published(tmp_path)[1].payload["allocated"] == VALIDATOR
     parts.publisher.close()

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from network_helpers import Clock
 
 from exporters.network.simulate import MemoryStateStore, seed_network
 from exporters.network.trust import MetagraphCache, ValidatorResolver
-
-T0 = 1_750_000_000.0
-
-
-class Clock:
-    """A hand-driven wall clock."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import Clock
+from network_helpers import Clock
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 

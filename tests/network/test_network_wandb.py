@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import Clock
 from fakes.wandb_graphql import FakeWandbGraphQL
+from network_helpers import Clock
 
 from exporters.core.signing import ENVELOPE_KEY
 from exporters.core.state.wandb_store import WandbStateStore
