@@ -165,6 +165,20 @@ def test_server_side_filters_select_role_netuid_key_state_and_recent_heartbeats(
     assert (b.state, b.updated_at, b.name) == ("finished", 100.0, "validator-b")
 
 
+def test_an_incremental_read_stops_paginating_at_the_first_run_older_than_asked(fake, tmp_path):
+    base = {"role": "miner", "config": {"netuid": 27}}
+    for i in range(9):  # 9 runs, 3 per page; only the two newest heartbeats are recent
+        fake.add_run(f"m{i:07d}", f"miner-{i}", base, created_at=1000 + i, heartbeat_at=100 + i)
+    fake.add_run("m0000003", "miner-3", base, created_at=1003, heartbeat_at=9000)
+    fake.add_run("m0000005", "miner-5", base, created_at=1005, heartbeat_at=9500)
+    store = reader(fake, tmp_path, per_page=3)
+    records = store.read_runs("miner", 27, updated_since=5000)
+    assert [r.run_id for r in records] == ["m0000005", "m0000003"]
+    assert fake.requests["Runs"] == 1  # the first page already reached an old heartbeat
+    assert fake.last_variables["Runs"]["order"] == "-heartbeat_at"
+    assert len(store.read_runs("miner", 27)) == 9  # a full read still sees everything
+
+
 def test_a_missing_api_key_is_a_config_error_at_startup_not_a_hang(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))

@@ -174,11 +174,12 @@ class WandbStateStore:
             clauses.append({f"config.{require_key}": {"$exists": True}})
         if running_only:
             clauses.append({"state": "running"})
-        records = self._query({"$and": clauses}, "read")
-        if updated_since is not None:
-            # heartbeat filtering is not a documented server-side filter: apply it here
-            records = [r for r in records if r.updated_at >= updated_since]
-        return records
+        if updated_since is None:
+            return self._query({"$and": clauses}, "read")
+        # Incremental read: ask for the most recently active runs first (``-heartbeat_at`` is a
+        # documented order) and stop paginating at the first run older than ``updated_since``,
+        # so a refresh that finds few changes costs one page, not the whole project.
+        return self._query({"$and": clauses}, "read", order="-heartbeat_at", stop_before=updated_since)
 
     def request_count(self) -> int:
         """WandB API requests made (credential check, pages) plus run opens and config updates."""
@@ -282,7 +283,14 @@ class WandbStateStore:
             raise _map_error(exc, "auth") from exc
         return self._api
 
-    def _query(self, filters: dict[str, Any], operation: str) -> list[RunRecord]:
+    def _query(
+        self,
+        filters: dict[str, Any],
+        operation: str,
+        *,
+        order: str = "-created_at",
+        stop_before: float | None = None,
+    ) -> list[RunRecord]:
         with self._lock:
             api = self._client()
             # wandb.Api caches api.runs() per (path, filters, order) forever; without a flush every
@@ -292,12 +300,18 @@ class WandbStateStore:
                 runs = api.runs(
                     self.entity_project,
                     filters=filters,
-                    order="-created_at",
+                    order=order,
                     per_page=self.per_page,
                     lazy=False,
                 )
                 _count_pages(runs, lambda: self._count(operation))
-                return [_record(run) for run in runs]
+                records: list[RunRecord] = []
+                for run in runs:  # the paginator fetches the next page only when reached
+                    record = _record(run)
+                    if stop_before is not None and record.updated_at < stop_before:
+                        break
+                    records.append(record)
+                return records
             except StoreError:
                 raise
             except Exception as exc:
