@@ -11,16 +11,19 @@ Query budget, whatever the number of uids (no query per uid)::
     BEGIN
     SELECT ... FROM miner            SELECT ... FROM stats          SELECT ... FROM miner_details
     SELECT ... FROM allocation       SELECT ... FROM blacklist
-    SELECT count/min/max FROM pog_stats          (+ one GROUP BY aggregate when it changed)
-    SELECT count/min/max FROM challenge_details  (+ one GROUP BY aggregate when it changed)
+    SELECT watermark of pog_stats          (+ one GROUP BY aggregate when it changed)
+    SELECT watermark of challenge_details  (+ one GROUP BY aggregate when it changed)
     COMMIT
 
 ``pog_stats`` and ``challenge_details`` can be large and have no index we could use (and we may
-not add one: the file is the validator's). Their GROUP BY aggregates are therefore recomputed
-only when the table's signature (row count, lowest and highest rowid, file identity) changed,
-or when the cached aggregate is older than ``aggregate_max_age`` (default 5 minutes). The
-original only ever inserts into and deletes from these tables, which always changes the
-signature; the age bound covers anything else.
+not add one: the file is the validator's), so a full GROUP BY over 100k rows costs tens of
+milliseconds. Their aggregates are cached with a watermark (file identity, row count, lowest and
+highest rowid, the newest row's content). Unchanged: the cache is used. Rows only appended (the
+count grew by exactly the rows past the highest rowid, the lowest rowid and the old newest row
+unchanged): only the new rows are aggregated, by primary-key range, and merged. Anything else
+(deletes, a reused rowid, another file), and any aggregate whose last full run is older than
+``aggregate_max_age`` (default 5 minutes), is recomputed in full. The original only ever inserts
+into and deletes from these tables; the age bound covers anything else.
 
 Failures are named (:data:`REASONS`) and recorded per table: a missing table fails only the
 collectors that read it; a locked, corrupt or missing file fails the whole read. One bad value
@@ -44,7 +47,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from peewee import JOIN, SQL, Case, DatabaseError, SqliteDatabase, fn
+from peewee import JOIN, SQL, Case, DatabaseError, Select, SqliteDatabase, fn
 
 from exporters.validator.models import (
     Allocation,
@@ -490,117 +493,269 @@ def _fetch_hotkeys(
     return tuple(out)
 
 
-def _pog_signature(db: SqliteDatabase) -> tuple[Any, ...]:
-    # Three scalar subqueries: SQLite optimises a lone COUNT(*)/MIN/MAX, not the three together.
-    row = db.execute_sql(
-        "SELECT (SELECT COUNT(*) FROM pog_stats), (SELECT MIN(id) FROM pog_stats),"
-        " (SELECT MAX(id) FROM pog_stats)"
-    ).fetchone()
-    return tuple(row)
+# --------------------------------------------------------------------------- big tables
+#
+# ``pog_stats`` and ``challenge_details`` can hold 100k rows and have no index we could use for
+# a GROUP BY (we may not add one: the file is the validator's), so a full aggregate costs tens
+# of milliseconds. Their aggregates are kept between scrapes as a *raw state*: one partial
+# aggregate per GROUP BY key (the raw column value), plus a watermark of the table (row count,
+# lowest and highest rowid, the newest row). The original only appends to these tables and
+# deletes old rows, so when the table only grew past the watermark, the new rows alone are
+# aggregated (``WHERE id > ?``: a primary-key range, a few hundred rows) and merged into the
+# state. Anything else (a delete, a reused rowid, a replaced file, a state older than the
+# maximum age) runs the full aggregate again. Both paths run the same SQL (the incremental one
+# adds the range), and summaries are derived from the raw state by one function, so the
+# incremental result is the full one (see tests/validator/test_validator_incremental.py).
 
 
-def _challenge_signature(db: SqliteDatabase) -> tuple[Any, ...]:
-    row = db.execute_sql(
-        "SELECT (SELECT COUNT(*) FROM challenge_details), (SELECT MIN(rowid) FROM challenge_details),"
-        " (SELECT MAX(rowid) FROM challenge_details)"
-    ).fetchone()
-    return tuple(row)
+def _sqlite_order(value: Any) -> tuple[int, Any]:
+    """Sort key that orders mixed SQLite values as SQLite does: NULL < numbers < text < blobs."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)  # code point order is UTF-8 byte order, SQLite's BINARY collation
+    return (3, bytes(value))
 
 
-def _fetch_pog(db: SqliteDatabase, bad: _Invalid) -> dict[str, PogSummary]:
-    """One statement: per hotkey, the row count and the newest row / newest successful row."""
-    success = PogStats.gpu_name.is_null(False) & PogStats.num_gpus.is_null(False)
-    agg = (
-        PogStats.select(
+def _newest(a: Any, b: Any) -> Any:
+    """SQL ``MAX`` of two partial maxima (NULL is ignored, as MAX ignores it)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if _sqlite_order(b) > _sqlite_order(a) else a
+
+
+# Stands for the watermark in a prepared aggregate query; replaced by the value at execution.
+_AFTER = object()
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where a big table stood when its aggregate was brought up to date: the watermark."""
+
+    identity: tuple[int, int]
+    rows: int
+    low: int | None
+    high: int | None
+    high_row: tuple[Any, ...]
+
+
+class _BigTable:
+    """One big table: its watermark query, its partial aggregate, merge and derivation."""
+
+    name: str
+    key: str
+    columns: tuple[str, ...]
+
+    def __init__(self) -> None:
+        self._sql: dict[bool, tuple[str, list[Any]]] = {}
+
+    def read_mark(
+        self, db: SqliteDatabase, identity: tuple[int, int], previous_high: int | None
+    ) -> tuple[_Mark, tuple[Any, ...]]:
+        """The table's watermark now, and the current content of the row at ``previous_high``.
+
+        One statement: COUNT/MIN/MAX as separate scalar subqueries (SQLite optimises each alone,
+        not the three together) and two primary-key lookups. A row's content includes its key,
+        so a missing row reads as all NULL and never equals a stored one.
+        """
+        cols = ", ".join(f"h.{c}" for c in (self.key, *self.columns))
+        old = ", ".join(f"o.{c}" for c in (self.key, *self.columns))
+        t, k = self.name, self.key
+        row = db.execute_sql(
+            f"SELECT s.n, s.lo, s.hi, {cols}, {old} FROM (SELECT (SELECT COUNT(*) FROM {t}) AS n,"
+            f" (SELECT MIN({k}) FROM {t}) AS lo, (SELECT MAX({k}) FROM {t}) AS hi) AS s"
+            f" LEFT JOIN {t} AS h ON h.{k} = s.hi LEFT JOIN {t} AS o ON o.{k} = ?",
+            (previous_high,),
+        ).fetchone()
+        width = 1 + len(self.columns)
+        mark = _Mark(identity, int(row[0]), row[1], row[2], tuple(row[3 : 3 + width]))
+        return mark, tuple(row[3 + width :])
+
+    def query(self, after: Any) -> Select:
+        """The aggregate per raw GROUP BY key: the key, then the partial's columns.
+
+        ``after`` None: every row; otherwise only rows whose key is greater (a primary-key range).
+        """
+        raise NotImplementedError
+
+    def partials(self, db: SqliteDatabase, after: int | None) -> dict[Any, tuple[Any, ...]]:
+        """Partial aggregates per raw GROUP BY key, of all rows or of those with key > ``after``."""
+        incremental = after is not None
+        if incremental not in self._sql:  # built once: peewee takes ~1 ms to render the query
+            self._sql[incremental] = (
+                db.get_sql_context().sql(self.query(_AFTER if incremental else None)).query()
+            )
+        sql, params = self._sql[incremental]
+        cursor = db.execute_sql(sql, [after if p is _AFTER else p for p in params])
+        return {row[0]: tuple(row[1:]) for row in cursor}
+
+    @staticmethod
+    def rows_in(partial: tuple[Any, ...]) -> int:
+        """Rows a partial aggregate covers (its first element is COUNT(*))."""
+        return int(partial[0])
+
+    def merge(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Combine the aggregate of older rows with that of rows appended after them."""
+        raise NotImplementedError
+
+    def derive(self, state: Mapping[Any, tuple[Any, ...]], bad: _Invalid) -> dict[Any, Any]:
+        """The typed summaries of a raw state, counting unusable values in ``bad``."""
+        raise NotImplementedError
+
+
+class _PogTable(_BigTable):
+    """``pog_stats`` per hotkey: (rows, newest created_at, newest success's name/count/created_at).
+
+    The newest row is the highest ``id`` (AUTOINCREMENT: never reused), so rows appended after
+    the watermark are newer than every row in the state: merging takes the new newest row, the
+    new newest success when there is one, and adds the counts.
+    """
+
+    name, key = "pog_stats", "id"
+    columns = ("hotkey", "gpu_name", "num_gpus", "created_at")
+
+    def query(self, after: Any) -> Select:
+        success = PogStats.gpu_name.is_null(False) & PogStats.num_gpus.is_null(False)
+        agg = PogStats.select(
             PogStats.hotkey,
             fn.COUNT(SQL("*")).alias("n"),
             fn.MAX(PogStats.id).alias("last_id"),
             fn.MAX(Case(None, [(success, PogStats.id)])).alias("ok_id"),
         )
-        .group_by(PogStats.hotkey)
-        .cte("agg")
-    )
-    last, good = PogStats.alias("last"), PogStats.alias("good")
-    query = (
-        agg.select_from(agg.c.hotkey, agg.c.n, last.created_at, good.gpu_name, good.num_gpus, good.created_at)
-        .join(last, on=(last.id == agg.c.last_id))
-        .join(good, JOIN.LEFT_OUTER, on=(good.id == agg.c.ok_id))
-    )
-    out: dict[str, PogSummary] = {}
-    for hotkey_raw, rows, last_at, gpu_name, num_gpus, ok_at in query.tuples().execute(db):
-        try:
-            hotkey = _hotkey(hotkey_raw)
-        except ValueError:
-            bad.add("pog_stats", "hotkey")
-            continue
-        gpu = gpu_specs_from(gpu_name, num_gpus)
-        if gpu is None and gpu_name is not None:
-            bad.add("pog_stats", "num_gpus")
-        out[hotkey] = PogSummary(
-            hotkey=hotkey,
-            rows=int(rows),
-            last_timestamp=_checked(bad, "pog_stats", "created_at", _utc_ts, last_at),
-            last_success_timestamp=None
-            if gpu is None
-            else _checked(bad, "pog_stats", "created_at", _utc_ts, ok_at),
-            gpu=gpu,
+        if after is not None:
+            agg = agg.where(PogStats.id > after)
+        agg = agg.group_by(PogStats.hotkey).cte("agg")
+        last, good = PogStats.alias("last"), PogStats.alias("good")
+        return (
+            agg.select_from(
+                agg.c.hotkey, agg.c.n, last.created_at, good.gpu_name, good.num_gpus, good.created_at
+            )
+            .join(last, on=(last.id == agg.c.last_id))
+            .join(good, JOIN.LEFT_OUTER, on=(good.id == agg.c.ok_id))
         )
-    return out
+
+    def merge(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+        # A success row has non-NULL gpu_name and num_gpus; the LEFT JOIN gives NULLs when none.
+        good = new[2:5] if new[2] is not None else old[2:5]
+        return (old[0] + new[0], new[1], *good)
+
+    def derive(self, state: Mapping[Any, tuple[Any, ...]], bad: _Invalid) -> dict[str, PogSummary]:
+        out: dict[str, PogSummary] = {}
+        for hotkey_raw in sorted(state, key=_sqlite_order):
+            rows, last_at, gpu_name, num_gpus, ok_at = state[hotkey_raw]
+            try:
+                hotkey = _hotkey(hotkey_raw)
+            except ValueError:
+                bad.add("pog_stats", "hotkey")
+                continue
+            gpu = gpu_specs_from(gpu_name, num_gpus)
+            if gpu is None and gpu_name is not None:
+                bad.add("pog_stats", "num_gpus")
+            out[hotkey] = PogSummary(
+                hotkey=hotkey,
+                rows=int(rows),
+                last_timestamp=_checked(bad, "pog_stats", "created_at", _utc_ts, last_at),
+                last_success_timestamp=None
+                if gpu is None
+                else _checked(bad, "pog_stats", "created_at", _utc_ts, ok_at),
+                gpu=gpu,
+            )
+        return out
+
+
+class _ChallengeTable(_BigTable):
+    """``challenge_details`` per uid: (rows, successes, elapsed sum, elapsed count, average, newest).
+
+    The average is kept with its sum and count so that appended rows merge exactly (a weighted
+    mean, not a mean of means); a merged average is the float sum over the count, which can
+    differ from SQLite's own AVG in the last bit. ``challenge_details`` has no AUTOINCREMENT, so
+    SQLite may reuse the highest rowid after a delete; the watermark's newest-row check catches it.
+    """
+
+    name, key = "challenge_details", "rowid"
+    columns = ("uid", "ss58_address", "success", "elapsed_time", "difficulty", "created_at")
+
+    def __init__(self, local_tz: tzinfo | None) -> None:
+        super().__init__()
+        self.local_tz = local_tz
+
+    def query(self, after: Any) -> Select:
+        # NOT INDEXED: grouping through idx_uid costs one random table lookup per row (2x slower
+        # than a scan and a sort at 100k rows), and would hide the rowid range of an increment.
+        cd = ChallengeDetails.alias("c")
+        query = cd.select(
+            cd.uid,
+            fn.COUNT(SQL("*")),
+            fn.SUM(Case(None, [(cd.success, 1)], 0)),
+            fn.TOTAL(cd.elapsed_time),
+            fn.COUNT(cd.elapsed_time),
+            fn.AVG(cd.elapsed_time),
+            fn.MAX(cd.created_at),
+        ).from_(SQL('"challenge_details" AS "c" NOT INDEXED'))
+        if after is not None:
+            query = query.where(SQL('"c"."rowid" > ?', [after]))
+        return query.group_by(cd.uid)
+
+    def merge(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+        count = old[3] + new[3]
+        if not new[3]:
+            total, avg = old[2], old[4]
+        elif not old[3]:
+            total, avg = new[2], new[4]
+        else:
+            total = old[2] + new[2]
+            avg = total / count
+        return (old[0] + new[0], old[1] + new[1], total, count, avg, _newest(old[5], new[5]))
+
+    def derive(self, state: Mapping[Any, tuple[Any, ...]], bad: _Invalid) -> dict[int, ChallengeSummary]:
+        out: dict[int, ChallengeSummary] = {}
+        for uid_raw in sorted(state, key=_sqlite_order):
+            total, successes, _, _, elapsed, last_at = state[uid_raw]
+            try:
+                uid = _uid(uid_raw)
+            except (ValueError, TypeError, OverflowError):
+                bad.add("challenge_details", "uid")
+                continue
+            ok = int(successes or 0)
+            out[uid] = ChallengeSummary(
+                uid=uid,
+                successes=ok,
+                failures=int(total) - ok,
+                elapsed_avg_seconds=None
+                if elapsed is None
+                else _checked(bad, "challenge_details", "elapsed_time", _float, elapsed),
+                last_timestamp=None
+                if last_at is None
+                else _checked(bad, "challenge_details", "created_at", self._local_ts, last_at),
+            )
+        return out
+
+    def _local_ts(self, value: Any) -> float:
+        return parse_timestamp(value, self.local_tz)
 
 
 def _utc_ts(value: Any) -> float:
     return parse_timestamp(value, UTC)
 
 
-def _fetch_challenges(
-    db: SqliteDatabase, bad: _Invalid, local_tz: tzinfo | None
-) -> dict[int, ChallengeSummary]:
-    # NOT INDEXED: grouping through idx_uid costs one random table lookup per row (2x slower
-    # than a scan and a sort at 100k rows); the index does not cover success/elapsed_time.
-    cd = ChallengeDetails.alias("c")
-    query = (
-        cd.select(
-            cd.uid,
-            fn.COUNT(SQL("*")),
-            fn.SUM(Case(None, [(cd.success, 1)], 0)),
-            fn.AVG(cd.elapsed_time),
-            fn.MAX(cd.created_at),
-        )
-        .from_(SQL('"challenge_details" AS "c" NOT INDEXED'))
-        .group_by(cd.uid)
-    )
-    out: dict[int, ChallengeSummary] = {}
-    for uid_raw, total, successes, elapsed, last_at in query.tuples().execute(db):
-        try:
-            uid = _uid(uid_raw)
-        except (ValueError, TypeError, OverflowError):
-            bad.add("challenge_details", "uid")
-            continue
-        ok = int(successes or 0)
-        out[uid] = ChallengeSummary(
-            uid=uid,
-            successes=ok,
-            failures=int(total) - ok,
-            elapsed_avg_seconds=None
-            if elapsed is None
-            else _checked(bad, "challenge_details", "elapsed_time", _float, elapsed),
-            last_timestamp=None
-            if last_at is None
-            else _checked(
-                bad, "challenge_details", "created_at", lambda v: parse_timestamp(v, local_tz), last_at
-            ),
-        )
-    return out
-
-
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Cached:
-    signature: tuple[Any, ...]
-    computed_at: float
-    data: Any
+    """A big table's aggregate: watermark, raw state, derived summaries and their invalid values.
+
+    Never mutated: an update builds a new one, so snapshots already handed out stay as they were.
+    """
+
+    mark: _Mark
+    full_at: float
+    state: Mapping[Any, tuple[Any, ...]]
+    data: Mapping[Any, Any]
     invalid: Counter[tuple[str, str]]
 
 
@@ -613,6 +768,9 @@ class SnapshotReader:
     """Runs the fixed query set against a read-only connection; one instance per database path.
 
     ``trace`` receives every SQL statement sent (tests and the benchmark count them).
+    ``aggregate_max_age`` bounds how long the big tables' aggregates are merged incrementally
+    before a full aggregation runs again (seconds, by ``monotonic``); :attr:`refreshes` counts how
+    each aggregate was brought up to date.
     """
 
     def __init__(
@@ -639,6 +797,12 @@ class SnapshotReader:
         self._monotonic = monotonic
         self._trace = trace
         self._cache: dict[str, _Cached] = {}
+        self._big: dict[str, _BigTable] = {
+            "pog_stats": _PogTable(),
+            "challenge_details": _ChallengeTable(local_tz),
+        }
+        # (table, "cached" | "incremental" | "full") -> aggregations; tests and the benchmark read it.
+        self.refreshes: Counter[tuple[str, str]] = Counter()
 
     def read(self) -> Snapshot:
         """Read every configured table in one read transaction; never raises for database trouble."""
@@ -725,33 +889,71 @@ class SnapshotReader:
             return _fetch_hotkeys(db, Allocation, bad)
         if table == "blacklist":
             return _fetch_hotkeys(db, Blacklist, bad)
-        if table == "pog_stats":
-            return self._aggregate(table, identity + _pog_signature(db), bad, lambda b: _fetch_pog(db, b))
-        return self._aggregate(
-            table, identity + _challenge_signature(db), bad, lambda b: _fetch_challenges(db, b, self.local_tz)
-        )
+        return self._aggregate(db, self._big[table], bad, identity)
 
     def _aggregate(
-        self,
-        table: str,
-        signature: tuple[Any, ...],
-        bad: _Invalid,
-        compute: Callable[[_Invalid], Any],
+        self, db: SqliteDatabase, table: _BigTable, bad: _Invalid, identity: tuple[int, int]
     ) -> Any:
-        """Reuse the last aggregate of ``table`` while its signature holds and it is young enough."""
-        cached = self._cache.get(table)
+        """The table's summaries: cached, brought up to date with appended rows, or recomputed."""
+        cached = self._cache.get(table.name)
+        mark, old_high_row = table.read_mark(db, identity, cached.mark.high if cached else None)
         mono = self._monotonic()
+        plan, why = self._plan(cached, mark, old_high_row, mono)
+        if cached is not None and plan == "cached":
+            self.refreshes[(table.name, plan)] += 1
+            bad.counts.update(cached.invalid)
+            return cached.data
+        state: Mapping[Any, tuple[Any, ...]] | None = None
+        full_at = mono
+        if cached is not None and plan == "incremental":
+            appended = table.partials(db, cached.mark.high)
+            if sum(table.rows_in(p) for p in appended.values()) == mark.rows - cached.mark.rows:
+                merged = dict(cached.state)
+                for key, partial in appended.items():
+                    merged[key] = table.merge(merged[key], partial) if key in merged else partial
+                state, full_at = merged, cached.full_at
+            else:
+                plan, why = "full", "rows were deleted"
+        if state is None:
+            log.debug("aggregating %s in full: %s", table.name, why)
+            state = table.partials(db, None)
+        own = _Invalid()
+        data = table.derive(state, own)
+        self._cache[table.name] = _Cached(mark, full_at, state, data, own.counts)
+        self.refreshes[(table.name, plan)] += 1
+        bad.counts.update(own.counts)
+        return data
+
+    def _plan(
+        self, cached: _Cached | None, mark: _Mark, old_high_row: tuple[Any, ...], mono: float
+    ) -> tuple[str, str]:
+        """How to bring a big table's aggregate up to date, and why: cached, incremental or full."""
+        if cached is None:
+            return "full", "first read"
+        before = cached.mark
+        if before.identity != mark.identity:
+            return "full", "another file is at the path"
+        if mono - cached.full_at > self.aggregate_max_age:
+            # The safety net for what the watermark cannot see (an UPDATE of an older row).
+            return "full", "the aggregate reached its maximum age"
+        if old_high_row != before.high_row:
+            return "full", "the newest row was deleted, rewritten or its rowid reused"
+        if (mark.rows, mark.low, mark.high) == (before.rows, before.low, before.high):
+            return "cached", "unchanged"
         if (
-            cached is None
-            or cached.signature != signature
-            or mono - cached.computed_at > self.aggregate_max_age
+            before.rows > 0
+            and before.high is not None
+            and mark.high is not None
+            and mark.low == before.low
+            and mark.high > before.high
+            and mark.rows > before.rows
         ):
-            own = _Invalid()
-            data = compute(own)
-            cached = _Cached(signature, mono, data, own.counts)
-            self._cache[table] = cached
-        bad.counts.update(cached.invalid)
-        return cached.data
+            return "incremental", "rows appended"  # confirmed by counting the appended rows
+        return "full", "rows were deleted"
+
+    def forget(self) -> None:
+        """Drop the cached aggregates, so the next read aggregates the big tables in full."""
+        self._cache.clear()
 
     def _file_identity(self) -> tuple[int, int]:
         try:
