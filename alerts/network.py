@@ -18,6 +18,25 @@ def _stale_trusted_validators() -> str:
     )
 
 
+def _new_rejections(reasons: str) -> str:
+    """Rejections counted within the window, including those counted before the first scrape.
+
+    The exporter refreshes at start-up, usually before Prometheus first scrapes it, so a counter
+    can appear already above 0; ``increase()`` ignores a series' first sample, which would hide
+    every rejection present at start-up. A series that did not exist one window ago counts with
+    its current value.
+    """
+    total = f'opencompute_network_run_rejections_total{{reason=~"{reasons}"}}'
+    window = t.RUNS_REJECTED_WINDOW
+    return (
+        "sum by (job, instance, role, reason) (\n"
+        f"  increase({total}[{window}]) > 0\n"
+        "  or\n"
+        f"  ({total} > 0 unless {total} offset {window})\n"
+        ")"
+    )
+
+
 def alerts() -> list[Alert]:
     """The network alerts, built from the current thresholds."""
     degraded = t.regex_of(t.DEGRADED_TRUST_SOURCES)
@@ -50,12 +69,7 @@ def alerts() -> list[Alert]:
         ),
         Alert(
             name="OpenComputeRunsRejected",
-            expr=(
-                "sum by (job, instance, role, reason) (\n"
-                f'  increase(opencompute_network_run_rejections_total{{reason=~"{tamper}"}}'
-                f"[{t.RUNS_REJECTED_WINDOW}])\n"
-                ") > 0"
-            ),
+            expr=_new_rejections(tamper),
             severity="warning",
             summary="Runs with forged or altered signatures were seen.",
             description=(
@@ -85,20 +99,32 @@ def alerts() -> list[Alert]:
         ),
         Alert(
             name="OpenComputeNetworkRefreshFailing",
-            expr="opencompute_network_refresh_success == 0",
+            expr=(
+                "opencompute_network_refresh_success == 0\n"
+                "and on (job, instance, role)\n"
+                "sum by (job, instance, role) (\n"
+                "  increase(opencompute_network_refresh_failures_total"
+                f"[{t.NETWORK_REFRESH_FAILURES_WINDOW}])\n"
+                f") >= {t.NETWORK_REFRESH_FAILURES_MIN}"
+            ),
             for_=t.NETWORK_REFRESH_FAILING_FOR,
             severity="warning",
             summary="The network exporter cannot refresh its snapshot.",
             description=(
-                "The {{ $labels.role }} refresh on {{ $labels.instance }} has failed for "
-                f"{t.NETWORK_REFRESH_FAILING_FOR}; the exporter keeps serving its last good snapshot."
+                "The {{ $labels.role }} refresh on {{ $labels.instance }} keeps failing (at least "
+                f"{t.NETWORK_REFRESH_FAILURES_MIN} failed attempts in {t.NETWORK_REFRESH_FAILURES_WINDOW}, "
+                f"the latest included, for {t.NETWORK_REFRESH_FAILING_FOR}); the exporter keeps serving "
+                "its last good snapshot."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
         ),
         Alert(
             name="OpenComputeNetworkRefreshStale",
             expr=(
-                "time() - opencompute_network_last_refresh_timestamp_seconds\n"
+                'time() - opencompute_network_last_refresh_timestamp_seconds{role="miner"}\n'
+                f"> {t.NETWORK_MINER_REFRESH_STALE_SECONDS}\n"
+                "or\n"
+                'time() - opencompute_network_last_refresh_timestamp_seconds{role!="miner"}\n'
                 f"> {t.NETWORK_REFRESH_STALE_SECONDS}"
             ),
             for_=t.NETWORK_REFRESH_STALE_FOR,

@@ -73,6 +73,9 @@ CHALLENGE_SUCCESS_RATIO_MIN = 0.5
 # Below this many recorded challenges the ratio is too noisy to alert on.
 CHALLENGE_MIN_COUNT = 20
 CHALLENGE_SUCCESS_LOW_FOR = "30m"
+# v1.9.0 has no challenge_details writer: rows left by older versions are frozen, and a ratio over
+# them says nothing about the validator now. Only a table written to within this long counts.
+CHALLENGE_RECENT_SECONDS = 6 * 3600
 
 # --- Network exporter -----------------------------------------------------------------------
 # A trusted validator's run not updated for this long (it syncs every ~20 minutes).
@@ -86,9 +89,18 @@ RUNS_REJECTED_WINDOW = "1h"
 # Share of runs (per role) carrying only the legacy v1 signature.
 V1_ONLY_RATIO = 0.5
 V1_ONLY_FOR = "1h"
+# Validator runs refresh every 5 minutes, miner runs every 30 (--network.*-refresh-interval): a
+# snapshot counts as stale after about six validator or three miner intervals, so one failed or
+# slow attempt (WandB rate limits happen) does not alert on its own.
 NETWORK_REFRESH_STALE_SECONDS = 30 * 60
+NETWORK_MINER_REFRESH_STALE_SECONDS = 90 * 60
 NETWORK_REFRESH_STALE_FOR = "5m"
 NETWORK_REFRESH_FAILING_FOR = "15m"
+# A failing refresh alerts only after this many failed attempts within the window (the latest
+# included): a single failed miner refresh leaves refresh_success at 0 for a whole 30-minute
+# interval, which alone would outlast NETWORK_REFRESH_FAILING_FOR.
+NETWORK_REFRESH_FAILURES_MIN = 2
+NETWORK_REFRESH_FAILURES_WINDOW = "1h"
 # Trust sources that leave the verified view without a trust anchor.
 DEGRADED_TRUST_SOURCES: tuple[str, ...] = ("none",)
 TRUST_DEGRADED_FOR = "10m"

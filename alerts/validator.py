@@ -49,7 +49,10 @@ def alerts() -> list[Alert]:
                 "sum by (job, instance) (opencompute_validator_challenges)\n"
                 f"< {t.CHALLENGE_SUCCESS_RATIO_MIN}\n"
                 "and\n"
-                f"sum by (job, instance) (opencompute_validator_challenges) >= {t.CHALLENGE_MIN_COUNT}"
+                f"sum by (job, instance) (opencompute_validator_challenges) >= {t.CHALLENGE_MIN_COUNT}\n"
+                "and\n"
+                "time() - max by (job, instance) (opencompute_validator_challenge_last_timestamp_seconds)\n"
+                f"< {t.CHALLENGE_RECENT_SECONDS}"
             ),
             for_=t.CHALLENGE_SUCCESS_LOW_FOR,
             severity="warning",

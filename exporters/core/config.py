@@ -18,6 +18,8 @@ ENV_PREFIX = "OPENCOMPUTE_"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("logfmt", "json")
 
 
 class ConfigError(Exception):
@@ -93,6 +95,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise ValueError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def parse_netuid(text: str) -> int:
+    """A subnet netuid (a u16 on chain)."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"netuid must be in 0..65535, got {value}")
+    return value
+
+
+def choice(options: Iterable[str]) -> Callable[[str], str]:
+    """A converter accepting one of ``options`` (case-insensitive, surrounding space ignored)."""
+    allowed = tuple(options)
+
+    def convert(text: str) -> str:
+        low = text.strip().lower()
+        if low not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return low
+
+    return convert
 
 
 @dataclass(frozen=True)
@@ -192,8 +215,17 @@ def web_flags(default_port: int) -> list[Flag]:
             convert=_web_config,
             metavar="FILE",
         ),
-        Flag("log.level", "Log level: debug, info, warning, error.", default="info", convert=_log_level),
-        Flag("log.format", "Log format: logfmt or json.", default="logfmt", convert=_log_format),
+        *log_flags(),
+    ]
+
+
+def log_flags() -> list[Flag]:
+    """``--log.level`` and ``--log.format``: every command takes them, the demo included."""
+    return [
+        Flag(
+            "log.level", "Log level: debug, info, warning, error.", default="info", convert=choice(LOG_LEVELS)
+        ),
+        Flag("log.format", "Log format: logfmt or json.", default="logfmt", convert=choice(LOG_FORMATS)),
     ]
 
 
@@ -203,6 +235,13 @@ def collector_flags(collectors: Iterable[tuple[str, bool, str]]) -> list[Flag]:
         Flag(f"collector.{name}", f"Enable the {name} collector: {text}", default=on, is_bool=True)
         for name, on, text in collectors
     ]
+
+
+def enabled_collectors(
+    values: Mapping[str, Any], collectors: Iterable[tuple[str, bool, str]]
+) -> dict[str, bool]:
+    """name -> whether it runs, read back from the values of :func:`collector_flags` (default if absent)."""
+    return {name: bool(values.get(dest_of(f"collector.{name}"), on)) for name, on, _ in collectors}
 
 
 def _web_config(text: str) -> Any:
@@ -216,17 +255,3 @@ def _path(text: str) -> str:
     if not text.startswith("/") or text == "/":
         raise ValueError("must start with '/' and not be '/'")
     return text
-
-
-def _log_level(text: str) -> str:
-    low = text.lower()
-    if low not in {"debug", "info", "warning", "error"}:
-        raise ValueError("expected one of debug, info, warning, error")
-    return low
-
-
-def _log_format(text: str) -> str:
-    low = text.lower()
-    if low not in {"logfmt", "json"}:
-        raise ValueError("expected logfmt or json")
-    return low

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters.core.collector import SubCollector
-from exporters.core.config import ConfigError, Flag, positive_duration
+from exporters.core.config import ConfigError, Flag, choice, parse_netuid, positive_duration
 from exporters.core.keys import DEFAULT_WALLET_PATH, keypair_from_uri, load_hotkey
 from exporters.core.state.base import StateStore
 
@@ -48,23 +48,6 @@ class Identity:
         return self.keypair.ss58_address
 
 
-def _choice(options: tuple[str, ...]) -> Any:
-    def convert(text: str) -> str:
-        low = text.strip().lower()
-        if low not in options:
-            raise ValueError(f"expected one of {', '.join(options)}")
-        return low
-
-    return convert
-
-
-def _netuid(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("netuid must be 0..65535")
-    return value
-
-
 def store_flags() -> list[Flag]:
     """``--netuid``, ``--state.*`` and ``--wandb.*``: what every exporter needs to read runs."""
     return [
@@ -72,13 +55,13 @@ def store_flags() -> list[Flag]:
             "netuid",
             "Subnet netuid whose runs are published and read.",
             default=DEFAULT_NETUID,
-            convert=_netuid,
+            convert=parse_netuid,
         ),
         Flag(
             "state.backend",
             "Where signed run state lives: sqlite (one host, demo) or wandb (the live network).",
             default="sqlite",
-            convert=_choice(BACKENDS),
+            convert=choice(BACKENDS),
         ),
         Flag(
             "state.sqlite-path",
@@ -117,7 +100,7 @@ def identity_flags(role: str) -> list[Flag]:
             "envelope: add a signed v2 envelope beside the original's keys; "
             "full: also write the original's top-level keys (replacing the original publisher).",
             default="envelope",
-            convert=_choice(("envelope", "full")),
+            convert=choice(("envelope", "full")),
         ),
         Flag(
             "publish.interval",

@@ -198,6 +198,20 @@ def _sig_bytes(signature_hex: Any) -> bytes:
         raise _Reject("bad_hex") from exc
 
 
+def _v1_sig_bytes(signature_hex: Any) -> bytes:
+    """The v1 signature exactly as the original's ``verify_run`` reads it: ``bytes.fromhex`` of the
+    stored string, so a ``0x`` prefix (which ``fromhex`` refuses) fails here too."""
+    if not isinstance(signature_hex, str):
+        raise _Reject("bad_hex")
+    try:
+        raw = bytes.fromhex(signature_hex)
+    except ValueError as exc:
+        raise _Reject("bad_hex") from exc
+    if len(raw) != _SIG_HEX_LEN // 2:
+        raise _Reject("bad_hex")
+    return raw
+
+
 def _verify_bytes(public: Keypair, message: bytes, signature: bytes) -> bool:
     try:
         return bool(public.verify(message, signature))
@@ -228,7 +242,7 @@ def verify_v1(hotkey_ss58: Any, signature_hex: Any, run_id: Any) -> bool:
 def _check_v1(hotkey: Any, signature_hex: Any, run_id: Any) -> bool:
     if not isinstance(hotkey, str) or not isinstance(run_id, str):
         raise _Reject("missing_fields")
-    sig = _sig_bytes(signature_hex)
+    sig = _v1_sig_bytes(signature_hex)
     public = _public_keypair(hotkey)
     return _verify_bytes(public, v1_digest(run_id), sig)
 
@@ -377,7 +391,7 @@ class _Context:
             raise _Reject("missing_fields")
         if not isinstance(hotkey, str):
             raise _Reject("bad_ss58")
-        sig = _sig_bytes(signature)
+        sig = _v1_sig_bytes(signature)
         if not _verify_bytes(_public_keypair(hotkey), v1_digest(record.run_id), sig):
             raise _Reject("wrong_signature")
         if self.max_age is not None and record.updated_at and record.updated_at < self.now - self.max_age:
@@ -480,7 +494,7 @@ def _same_int(value: Any, expected: int) -> bool:
 
 def _verify_v1_quiet(public: Keypair, signature: Any, run_id: str) -> bool:
     try:
-        return _verify_bytes(public, v1_digest(run_id), _sig_bytes(signature))
+        return _verify_bytes(public, v1_digest(run_id), _v1_sig_bytes(signature))
     except _Reject:
         return False
 

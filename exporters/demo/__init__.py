@@ -20,6 +20,7 @@ from typing import Any
 from exporters.core.config import (
     Flag,
     FlagSet,
+    log_flags,
     parse_duration,
     parse_listen_address,
     positive_duration,
@@ -71,19 +72,9 @@ def flags() -> FlagSet:
         Flag("demo.miners", "Simulated miners.", default=40, convert=positive_int),
         Flag("demo.gpus", "Simulated GPUs on the demo's own miner.", default=8, convert=positive_int),
         Flag("demo.seed", "Seed of the simulation (same seed, same subnet).", default=27, convert=int),
-        Flag("log.level", "Log level: debug, info, warning, error.", default="info",
-             convert=lambda t: _choice(t, ("debug", "info", "warning", "error"))),
-        Flag("log.format", "Log format: logfmt or json.", default="logfmt",
-             convert=lambda t: _choice(t, ("logfmt", "json"))),
+        *log_flags(),
     )  # fmt: skip
     return fs
-
-
-def _choice(text: str, options: tuple[str, ...]) -> str:
-    low = text.strip().lower()
-    if low not in options:
-        raise ValueError(f"expected one of {', '.join(options)}")
-    return low
 
 
 def _install_signals(handler: Callable[..., None]) -> None:

@@ -19,6 +19,7 @@ from exporters.core.config import (
     Flag,
     FlagSet,
     collector_flags,
+    enabled_collectors,
     positive_duration,
     web_flags,
 )
@@ -159,7 +160,7 @@ def build_exporter(
     from exporters.miner.status import MinerStatusCollector
     from exporters.miner.xid import XidCollector, XidWatcher
 
-    on = {name: bool(values.get(f"collector_{name}", default)) for name, default, _ in COLLECTORS}
+    on = enabled_collectors(values, COLLECTORS)
     wants_nvml = on["nvml"] or on["xid"] or on["pcie"]
     session = NvmlSession(nvml) if wants_nvml else None
     reader = GpuReader(session, max_age=snapshot_max_age) if session is not None else None

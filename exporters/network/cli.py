@@ -11,7 +11,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporters.core.config import Flag, FlagSet, collector_flags, positive_duration, web_flags
+from exporters.core.config import (
+    Flag,
+    FlagSet,
+    collector_flags,
+    enabled_collectors,
+    positive_duration,
+    web_flags,
+)
 from exporters.core.identity import store_flags
 from exporters.core.runtime import Exporter, Loop
 from exporters.network.trust import build_resolver, chain_source, trust_flags
@@ -109,7 +116,7 @@ def build_exporter(
             TimedRefresh(refresher, "miner", timeout),
         ),
     ]
-    enabled = {name: bool(values.get(f"collector_{name}", default)) for name, default, _ in COLLECTORS}
+    enabled = enabled_collectors(values, COLLECTORS)
     collectors = build_collectors(lambda: refresher.snapshot, store, enabled)
     return NetworkParts(Exporter("network", collectors, loops=loops), refresher, loops)
 

@@ -369,13 +369,3 @@ def build_collectors(
     ]
     flags = enabled or {}
     return [c for c in every if flags.get(c.name, True)]
-
-
-COLLECTORS = (
-    ("refresh", True, "refresh health and state-store requests"),
-    ("runs", True, "run verification outcomes, bad input, validator trust"),
-    ("allocation", True, "allocated miners and validator claims"),
-    ("penalties", True, "penalized miners"),
-    ("stats", True, "dominant proof-of-GPU stats per uid and agreement"),
-    ("specs", True, "miner-published specs and claim mismatches"),
-)

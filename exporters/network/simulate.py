@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.core.signing import ENVELOPE_KEY, make_envelope, sign_v1
-from exporters.core.state.base import RunRecord, StateStore
+from exporters.core.state.base import RequestCounts, RunRecord, StateStore
 from exporters.network.trust import ChainState, NeuronInfo, StaticValidatorSource
 
 # (model, proof-of-GPU score weight as in the original's config.yaml)
@@ -309,14 +309,13 @@ class MemoryStateStore:
         self._runs: dict[str, RunRecord] = {}
         self._names: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._requests: dict[str, int] = {}
+        self._requests = RequestCounts()
         self._ids = random.Random(1)
 
     def _count(self, operation: str) -> None:
         from exporters.core.state.base import StoreUnavailable
 
-        with self._lock:
-            self._requests[operation] = self._requests.get(operation, 0) + 1
+        self._requests.add(operation)
         if self.fail:
             raise StoreUnavailable("memory store marked unavailable")
 
@@ -390,9 +389,7 @@ class MemoryStateStore:
         return sorted(out, key=lambda r: (-r.created_at, r.run_id))
 
     def request_count(self) -> int:
-        with self._lock:
-            return sum(self._requests.values())
+        return self._requests.total()
 
     def request_counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._requests)
+        return self._requests.by_operation()

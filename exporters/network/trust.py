@@ -487,14 +487,20 @@ def verify_runs(
     return result
 
 
-def _claimed_hotkey(record: RunRecord) -> Any:
-    """The hotkey a run says it is from (unverified): the envelope's, else the top-level one."""
+def _claimed_hotkey(record: RunRecord) -> str | None:
+    """The hotkey a run says it is from (unverified): the envelope's, else the top-level one.
+
+    None unless it is a string: anyone can write a run, and an unhashable "hotkey" (a list, an
+    object) would make the registration lookup raise.
+    """
     from exporters.core.signing import ENVELOPE_KEY
 
     config = record.config if isinstance(record.config, dict) else {}
     envelope = config.get(ENVELOPE_KEY)
     claimed = envelope.get("hotkey") if isinstance(envelope, dict) else None
-    return claimed if isinstance(claimed, str) else config.get("hotkey")
+    if not isinstance(claimed, str):
+        claimed = config.get("hotkey")
+    return claimed if isinstance(claimed, str) else None
 
 
 def _verified(record: RunRecord, role: str, check: Any) -> VerifiedRun | None:

@@ -190,7 +190,7 @@ def _penalty_entry(item: Any) -> tuple[str, str] | None:
         code = item.get("status_code")
         if code is None:
             return item["hotkey"], ""
-        return item["hotkey"], code if code in PENALTY_STATUS_CODES else "other"
+        return item["hotkey"], code if isinstance(code, str) and code in PENALTY_STATUS_CODES else "other"
     return None
 
 

@@ -47,6 +47,7 @@ from exporters.core.config import (
     Flag,
     FlagSet,
     parse_duration,
+    parse_netuid,
     positive_duration,
     positive_int,
     web_flags,
@@ -76,13 +77,6 @@ class KeyLoadError(Exception):
     """The hotkey could not be loaded from the wallet or the URI."""
 
 
-def _netuid(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(f"netuid must be in 0..65535, got {value}")
-    return value
-
-
 def _endpoint(text: str) -> str:
     t = text.strip()
     if not t.startswith(("ws://", "wss://")):
@@ -104,7 +98,7 @@ def flags() -> FlagSet:
             default=None,
             metavar="URI",
         ),
-        Flag("netuid", "Subnet to publish the record on.", default=DEFAULT_NETUID, convert=_netuid),
+        Flag("netuid", "Subnet to publish the record on.", default=DEFAULT_NETUID, convert=parse_netuid),
         Flag(
             "subtensor.network",
             "Network name (finney, test, archive, devnet, local) or a ws:// / wss:// URL.",

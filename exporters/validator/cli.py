@@ -17,7 +17,14 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from exporters.core.collector import SubCollector
-from exporters.core.config import Flag, FlagSet, collector_flags, positive_duration, web_flags
+from exporters.core.config import (
+    Flag,
+    FlagSet,
+    collector_flags,
+    enabled_collectors,
+    positive_duration,
+    web_flags,
+)
 from exporters.core.runtime import Exporter, Loop
 
 log = logging.getLogger(__name__)
@@ -136,7 +143,7 @@ def build_exporter(
     from exporters.validator.collectors import ChallengeCollector, DbCollector, PogCollector
     from exporters.validator.snapshot import SnapshotReader, SnapshotSource
 
-    on = {name: bool(values.get(f"collector_{name}", default)) for name, default, _ in COLLECTORS}
+    on = enabled_collectors(values, COLLECTORS)
     if on["validator"] and identity is None:
         from exporters.core.identity import build_identity
 

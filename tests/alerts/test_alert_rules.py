@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.generated import assert_generated_files_current
 
 import alerts
 from alerts import builder, thresholds
@@ -48,11 +49,7 @@ def _promtool_tests() -> list[tuple[Path, dict[str, Any]]]:
 
 
 def test_committed_rule_files_are_what_the_code_generates() -> None:
-    expected = alerts.render_files()
-    committed = {p.name: p.read_text(encoding="utf-8") for p in GENERATED.glob("*.yml")}
-    assert sorted(committed) == sorted(expected), "run `opencompute-exporter generate`"
-    stale = [name for name, text in expected.items() if committed[name] != text]
-    assert not stale, f"stale generated rules {stale}: run `opencompute-exporter generate`"
+    assert_generated_files_current(alerts.render_files(), GENERATED, "*.yml")
 
 
 def test_rendering_twice_gives_identical_bytes() -> None:

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from exporters.core.collector import SubCollector
 from exporters.core.runtime import Exporter
-from exporters.core.webconfig import load_web_config
+from exporters.core.webconfig import WebConfig, load_web_config
 
 
 class Ok(SubCollector):
@@ -117,14 +117,14 @@ def test_basic_auth_accepts_the_right_password_and_rejects_a_wrong_one(serve, tm
     assert requests.get(url, auth=("prom", "s3cret!"), timeout=5).status_code == 401
 
 
+def _tls_web_config(tmp_path: Path, tls_material: dict[str, Path], extra: str = "") -> WebConfig:
+    """A loaded web config serving the test server certificate, plus ``extra`` YAML lines."""
+    server = f"  cert_file: {tls_material['server.crt']}\n  key_file: {tls_material['server.key']}\n"
+    return load_web_config(_web_config(tmp_path, f"tls_server_config:\n{server}{extra}"))
+
+
 def test_tls_serves_https_and_plain_http_is_refused(serve, tmp_path, tls_material):
-    cfg = load_web_config(
-        _web_config(
-            tmp_path,
-            f"tls_server_config:\n  cert_file: {tls_material['server.crt']}\n"
-            f"  key_file: {tls_material['server.key']}\n",
-        )
-    )
+    cfg = _tls_web_config(tmp_path, tls_material)
     srv = serve([Ok()], web_config=cfg)
     r = requests.get(f"https://127.0.0.1:{srv.port}/metrics", verify=str(tls_material["ca.crt"]), timeout=5)
     assert r.status_code == 200 and "opencompute_test_value" in r.text
@@ -133,13 +133,10 @@ def test_tls_serves_https_and_plain_http_is_refused(serve, tmp_path, tls_materia
 
 
 def test_mutual_tls_requires_a_client_certificate_signed_by_the_ca(serve, tmp_path, tls_material):
-    cfg = load_web_config(
-        _web_config(
-            tmp_path,
-            "tls_server_config:\n"
-            f"  cert_file: {tls_material['server.crt']}\n  key_file: {tls_material['server.key']}\n"
-            f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {tls_material['ca.crt']}\n",
-        )
+    cfg = _tls_web_config(
+        tmp_path,
+        tls_material,
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {tls_material['ca.crt']}\n",
     )
     srv = serve([Ok()], web_config=cfg)
     url = f"https://127.0.0.1:{srv.port}/metrics"
@@ -152,13 +149,7 @@ def test_mutual_tls_requires_a_client_certificate_signed_by_the_ca(serve, tmp_pa
 
 def test_tls_and_basic_auth_work_together(serve, tmp_path, tls_material):
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
-    cfg = load_web_config(
-        _web_config(
-            tmp_path,
-            f"tls_server_config:\n  cert_file: {tls_material['server.crt']}\n"
-            f"  key_file: {tls_material['server.key']}\nbasic_auth_users:\n  u: '{hashed}'\n",
-        )
-    )
+    cfg = _tls_web_config(tmp_path, tls_material, f"basic_auth_users:\n  u: '{hashed}'\n")
     srv = serve([Ok()], web_config=cfg)
     url = f"https://127.0.0.1:{srv.port}/metrics"
     ca = str(tls_material["ca.crt"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from bittensor_core import Keypair
+from helpers.clock import Clock
 from prometheus_client import CollectorRegistry
 
 from exporters.core.collector import ScrapeCollector
@@ -23,14 +24,6 @@ from exporters.core.state.sqlite_store import SQLiteStateStore
 
 ALICE = Keypair.create_from_uri("//Alice")
 PROJECT = "neuralinternet/opencompute"
-
-
-class Clock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -123,6 +123,18 @@ def test_verify_v1_never_raises_on_garbage(hotkey, signature, run_id):
     assert verify_v1(hotkey, signature, run_id) is False
 
 
+def test_a_0x_prefixed_v1_signature_is_rejected_because_the_original_rejects_it():
+    # The original's verify_run does bytes.fromhex(config["signature"]), which raises on "0x": such
+    # a run never counts on the live network, so it must not count in our views either.
+    signature = "0x" + sign_v1(ALICE, RUN_ID)
+    with pytest.raises(ValueError):
+        bytes.fromhex(signature)
+    assert verify_v1(ALICE.ss58_address, signature, RUN_ID) is False
+    config = {"hotkey": ALICE.ss58_address, "signature": signature, "role": "validator"}
+    result = verify(config)
+    assert (result.outcome, result.reason) == (Outcome.REJECTED, "bad_hex")
+
+
 def test_v2_envelope_signature_verifies_with_the_live_networks_library_both_ways():
     env = make_envelope(
         ALICE,

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers.clock import Clock
 
 from exporters.core.signing import Outcome, verify_run
 from exporters.core.state.base import StoreUnavailable
@@ -18,17 +19,9 @@ MINER = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
 VALIDATOR = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> SQLiteStateStore:
-    return SQLiteStateStore(str(tmp_path / "state.db"), clock=Clock())
+    return SQLiteStateStore(str(tmp_path / "state.db"), clock=Clock(1000.0))
 
 
 def test_publish_then_read_round_trips_the_merged_config(store):

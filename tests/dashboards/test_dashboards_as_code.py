@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.generated import assert_generated_files_current
 
 import dashboards
 from dashboards import house_style, queries, uids
@@ -37,11 +38,7 @@ def _all_panels(boards: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, 
 
 
 def test_committed_dashboard_json_is_what_the_code_generates() -> None:
-    expected = dashboards.render_files()
-    committed = {p.name: p.read_text(encoding="utf-8") for p in GENERATED.glob("*.json")}
-    assert sorted(committed) == sorted(expected), "run `opencompute-exporter generate`"
-    stale = [name for name, text in expected.items() if committed[name] != text]
-    assert not stale, f"stale generated dashboards {stale}: run `opencompute-exporter generate`"
+    assert_generated_files_current(dashboards.render_files(), GENERATED, "*.json")
 
 
 def test_rendering_twice_gives_identical_bytes() -> None:

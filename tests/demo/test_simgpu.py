@@ -7,22 +7,13 @@ import argparse
 import psutil
 import pynvml
 import pytest
+from helpers.clock import Clock
 from prometheus_client import generate_latest
 
 from exporters.core.config import ConfigError
 from exporters.demo.simgpu import SimulatedNvml
 from exporters.demo.simgpu_miner import simulation_from_env
 from exporters.miner import cli as miner_cli
-
-
-class Clock:
-    """A settable clock, so readings at chosen times are deterministic."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def started(gpus: int = 4, **kwargs: object) -> SimulatedNvml:
@@ -56,7 +47,7 @@ def test_errors_are_the_real_pynvml_classes_with_their_return_codes():
 
 
 def test_readings_move_over_time_and_stay_within_physical_limits():
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     sim = started(4, clock=clock)
     seen_util = set()
     for step in range(120):
@@ -77,7 +68,7 @@ def test_readings_move_over_time_and_stay_within_physical_limits():
 
 
 def test_energy_is_the_integral_of_power_and_never_decreases():
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     sim = started(1, clock=clock)
     h = sim.nvmlDeviceGetHandleByIndex(0)
     first = sim.nvmlDeviceGetTotalEnergyConsumption(h)
@@ -90,7 +81,7 @@ def test_energy_is_the_integral_of_power_and_never_decreases():
 
 
 def test_an_xid_arrives_after_the_configured_delay_and_waits_time_out_otherwise():
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     sim = started(2, clock=clock, first_xid_after=3.0, xid_interval=600.0)
     events = sim.nvmlEventSetCreate()
     for index in range(2):

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from deploy_tools import DEPLOY, REPO, load_yaml_documents
+from helpers.generated import assert_generated_files_current
 
 from exporters import k8s
 from exporters.cli import SUBCOMMANDS
@@ -242,8 +243,7 @@ def test_generated_files_are_exactly_what_the_builders_produce_now():
     import dashboards
 
     rendered = k8s.render(alerts.build_rule_groups(), dashboards.build_all())
-    on_disk = {p.name: p.read_text() for p in GENERATED.glob("*.yaml")}
-    assert on_disk == rendered, "deploy/kubernetes/generated is stale: run `opencompute-exporter generate`"
+    assert_generated_files_current(rendered, GENERATED, "*.yaml")
 
 
 def test_prometheus_rule_groups_equal_the_alerts_generated_rule_files():

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
 from fakes.nvml import FakeNvml
+from helpers.exporter_process import running_exporter
 from miner_helpers import flag_values, two_gpus
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporters.cli import main
 from exporters.core.config import ConfigError
 from exporters.miner.cli import check
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def families(text: str) -> dict[str, list]:
@@ -104,28 +97,10 @@ def test_metrics_over_http_end_to_end(make_exporter):
 def test_the_real_miner_process_serves_without_a_gpu_and_logs_the_nvml_problem_once():
     """The real CLI and real nvidia-ml-py, as a process: on a GPU-less machine NVML is down,
     /metrics still answers, and the reason is logged once, not per scrape."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporters", "miner", "--web.listen-address", "127.0.0.1:0"],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = None
-        deadline = time.monotonic() + 15
-        lines = []
-        while port is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            lines.append(line)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/metrics", line)
-            port = int(m.group(1)) if m else None
-        assert port, "".join(lines)
-        texts = [requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text for _ in range(3)]
-    finally:
-        proc.terminate()
-        _, rest = proc.communicate(timeout=10)
-    assert proc.returncode == 0
-    log = "".join(lines) + rest
+    with running_exporter("miner") as exporter:
+        texts = [requests.get(exporter.url("/metrics"), timeout=5).text for _ in range(3)]
+        assert exporter.stop() == 0
+    log = exporter.log
     fams = families(texts[-1])
     up = fams["opencompute_gpu_nvml_up"][0].value
     if up == 0:

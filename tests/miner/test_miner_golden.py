@@ -7,15 +7,14 @@ Python version label of the build info.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import psutil
 from fakes.nvml import NVML_ERROR_GPU_IS_LOST, FakeGpu, FakeNvml
+from helpers.golden import assert_matches_golden
+from helpers.promtool import assert_promtool_clean
 from miner_helpers import PINNED_HOST, flag_values, metagraph, publish_validator_run
 from prometheus_client import generate_latest
 
@@ -100,20 +99,8 @@ def render(tmp_path: Path) -> str:
 
 
 def test_metrics_match_the_golden_file(tmp_path):
-    text = render(tmp_path)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "run with UPDATE_GOLDEN=1 to regenerate, then review the diff"
+    assert_matches_golden(render(tmp_path), GOLDEN)
 
 
 def test_golden_file_passes_promtool_check_metrics():
-    promtool = shutil.which("promtool") or "/usr/bin/promtool"
-    assert Path(promtool).exists(), "promtool is required (Debian package prometheus)"
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=GOLDEN.read_bytes(), capture_output=True, timeout=30
-    )
-    output = result.stdout.decode() + result.stderr.decode()
-    findings = {line.strip() for line in output.splitlines() if line.strip()}
-    assert not findings, output
-    assert result.returncode == 0, output
+    assert_promtool_clean(GOLDEN)

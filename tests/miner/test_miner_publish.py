@@ -107,3 +107,47 @@ def test_an_unknown_allocation_is_left_out_of_the_payload_until_a_refresh_succee
     assert parts.publish_job.tick()  # unknown -> known is a change: published at once
     assert published(tmp_path)[1].payload["allocated"] == VALIDATOR
     parts.publisher.close()
+
+
+def _job(tmp_path, gpus):
+    from exporters.core.publish import Publisher
+    from exporters.miner.publish import MinerPublishJob
+
+    store = SQLiteStateStore(str(tmp_path / "state.db"))
+    publisher = Publisher(store, ALICE, role="miner", netuid=27, outbox_path=str(tmp_path / "outbox.db"))
+    job = MinerPublishJob(
+        publisher,
+        host=lambda: PINNED_HOST,
+        gpus=gpus,
+        allocation=lambda: VALIDATOR,
+        port_open=lambda: True,
+        interval=0.0,  # every tick publishes
+    )
+    return job, publisher
+
+
+def test_an_nvml_outage_keeps_the_last_measured_gpu_specs_so_validators_do_not_deallocate(tmp_path):
+    from exporters.miner.nvml import GpuReader, NvmlSession, NvmlSnapshot
+
+    healthy = GpuReader(NvmlSession(FakeNvml([FakeGpu(uuid="GPU-a"), FakeGpu(uuid="GPU-b")])), max_age=0)
+    current = [healthy.snapshot()]
+    job, publisher = _job(tmp_path, lambda: current[0])
+    assert job.tick()
+    gpu = published(tmp_path)[1].payload["specs"]["gpu"]
+    assert gpu["count"] == 2 and gpu["details"][0]["name"] == "NVIDIA H100 80GB HBM3"
+
+    current[0] = NvmlSnapshot(up=False, reason="driver_not_loaded")  # e.g. a driver reload
+    assert job.tick()
+    _, result = published(tmp_path)
+    assert result.payload["specs"]["gpu"] == gpu  # not {}: the original would deallocate on that
+    assert result.payload["specs"]["cpu"] == {"count": 32, "frequency": 2450.0}  # the rest is fresh
+    publisher.close()
+
+    # A restart while NVML is still down: nothing measured in this process, so no specs are sent
+    # and the previously published ones stay in the run.
+    job, publisher = _job(tmp_path, lambda: NvmlSnapshot(up=False, reason="driver_not_loaded"))
+    assert job.tick()
+    _, result = published(tmp_path)
+    assert result.payload["specs"]["gpu"] == gpu
+    assert result.payload["allocated"] == VALIDATOR and result.payload["is_port_open"] is True
+    publisher.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from network_helpers import Clock
+from helpers.clock import Clock
 
 from exporters.network.simulate import MemoryStateStore, seed_network
 from exporters.network.trust import MetagraphCache, ValidatorResolver

@@ -68,20 +68,3 @@ def record(
         created_at,
         now if updated_at is None else updated_at,
     )
-
-
-T0 = 1_750_000_000.0
-
-
-class Clock:
-    """A hand-driven wall clock."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers.exporter_process import running_exporter
 
 from exporters.core.config import ConfigError
 from exporters.network import cli
@@ -73,12 +71,6 @@ def test_help_is_fast_and_imports_neither_wandb_nor_bittensor():
     assert float(out.stderr.strip().splitlines()[-1]) < 0.3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_command_serves_metrics_from_a_sqlite_store_without_a_chain(tmp_path):
     """End to end: the real CLI, a SQLite store seeded with signed runs, allowlist trust."""
     from exporters.core.state.sqlite_store import SQLiteStateStore
@@ -88,29 +80,19 @@ def test_the_command_serves_metrics_from_a_sqlite_store_without_a_chain(tmp_path
     net = seed_network(SQLiteStateStore(str(db)), validators=3, miners=6, seed=2)
     allow = tmp_path / "validators.txt"
     allow.write_text("\n".join(net.validator_hotkeys) + "\n")
-    port = _free_port()
-    args = [
-        "network",
-        f"--web.listen-address=127.0.0.1:{port}",
+    flags = (
         "--state.backend=sqlite",
         f"--state.sqlite-path={db}",
         "--subtensor.network=none",
         f"--network.validator-allowlist={allow}",
         f"--network.state-dir={tmp_path / 'net'}",
-    ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "exporters", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    try:
+    with running_exporter("network", *flags) as exporter:
         body = ""
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                with urllib.request.urlopen(exporter.url("/metrics"), timeout=2) as resp:
                     body = resp.read().decode()
                 if 'opencompute_network_refresh_success{role="miner"} 1.0' in body:
                     break
@@ -120,7 +102,4 @@ def test_the_command_serves_metrics_from_a_sqlite_store_without_a_chain(tmp_path
         assert 'opencompute_network_trust_source_info{source="allowlist"} 1.0' in body, body[-2000:]
         assert 'opencompute_network_runs{role="validator",signature="v2"} 3.0' in body
         assert "opencompute_network_miner_spec_info" in body
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+        assert exporter.stop() == 0, exporter.log[-2000:]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
-from network_helpers import Clock
+from helpers.clock import Clock
+from helpers.golden import assert_matches_golden
+from helpers.promtool import assert_promtool_clean
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,24 +63,11 @@ def refreshed(tmp_path):
 
 
 def test_metrics_match_the_golden_file(refreshed):
-    parts = refreshed[0]
-    text = render(parts.exporter.registry)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "run with UPDATE_GOLDEN=1 to regenerate, then review the diff"
+    assert_matches_golden(render(refreshed[0].exporter.registry), GOLDEN)
 
 
 def test_golden_file_passes_promtool_check_metrics():
-    promtool = shutil.which("promtool") or "/usr/bin/promtool"
-    assert Path(promtool).exists(), "promtool is required (Debian package prometheus)"
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=GOLDEN.read_bytes(), capture_output=True, timeout=30
-    )
-    output = result.stdout.decode() + result.stderr.decode()
-    findings = {line.strip() for line in output.splitlines() if line.strip()}
-    assert not findings, output
-    assert result.returncode == 0, output
+    assert_promtool_clean(GOLDEN)
 
 
 def test_every_family_of_cached_data_says_so_in_its_help(refreshed):

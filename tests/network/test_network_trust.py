@@ -118,6 +118,28 @@ def test_hostile_records_are_rejected_with_bounded_reasons():
     assert set(out.rejected.values()) <= set(REJECT_REASONS)
 
 
+def test_a_miner_run_claiming_an_unhashable_hotkey_is_not_registered_and_does_not_sink_the_refresh():
+    # Anyone can add a run to the public project; a list or object as "hotkey" must not raise in the
+    # registration lookup (which would fail every miner refresh while that run exists).
+    good = record("//m0", "miner", {}, run_id="ok", now=NOW)
+    hostile = [
+        replace(good, run_id="list", config={"hotkey": ["5F"], "role": "miner"}),
+        replace(good, run_id="dict", config={"hotkey": {"a": 1}, "role": "miner"}),
+        replace(good, run_id="env", config={ENVELOPE_KEY: {"hotkey": ["5F"]}, "hotkey": [1]}),
+    ]
+    out = verify_runs(
+        [*hostile, good],
+        role="miner",
+        netuid=27,
+        entity_project="neuralinternet/opencompute",
+        now=NOW,
+        max_age=DAY,
+        registered={key("//m0").ss58_address: 7},
+    )
+    assert [r.run_id for r in out.accepted] == ["ok"]
+    assert out.rejected == {"list": "not_registered", "dict": "not_registered", "env": "not_registered"}
+
+
 # --- the validator set -------------------------------------------------------------------------
 
 

@@ -340,6 +340,28 @@ def test_penalties_accept_plain_strings_and_dicts_with_bounded_status_codes():
     assert issues.counts["penalized_entry_invalid"] == 2
 
 
+def test_an_unhashable_penalty_status_code_is_other_instead_of_failing_the_refresh():
+    # JSON lets a status code be a list or an object; a set lookup on it raises TypeError, which
+    # would fail every validator refresh for as long as that run exists.
+    runs = [
+        _vrun(
+            V1,
+            {
+                "penalized_hotkeys_checklist": [
+                    {"hotkey": HK[3], "status_code": ["PORT_CLOSED"]},
+                    {"hotkey": HK[4], "status_code": {"code": "PORT_CLOSED"}},
+                    {"hotkey": HK[5], "status_code": "SSH_ACCESS_DISABLED"},
+                ]
+            },
+        )
+    ]
+    assert penalized_hotkeys(runs, Issues()) == {
+        HK[3]: {"other"},
+        HK[4]: {"other"},
+        HK[5]: {"SSH_ACCESS_DISABLED"},
+    }
+
+
 # --- specs and claims -------------------------------------------------------------------------
 
 

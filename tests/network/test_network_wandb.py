@@ -6,7 +6,7 @@ import copy
 
 import pytest
 from fakes.wandb_graphql import FakeWandbGraphQL
-from network_helpers import Clock
+from helpers.clock import Clock
 
 from exporters.core.signing import ENVELOPE_KEY
 from exporters.core.state.wandb_store import WandbStateStore

@@ -7,7 +7,6 @@ in-memory fake Substrate; nothing here opens a network connection except to loop
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import bittensor as bt
 import pytest
 import requests
 from bittensor_core import Keypair
+from helpers.promtool import assert_promtool_clean
 from registrar_helpers import NETUID, PUBLIC_IP
 
 import exporters.registrar as registrar_cli
@@ -210,7 +210,7 @@ def test_help_lists_the_exit_codes_and_does_not_import_bittensor():
     assert elapsed < 2.0  # generous for a loaded CI box; typically about 0.1 s
 
 
-def test_loop_mode_serves_the_registrar_metrics(chain, on_fake_chain, monkeypatch, tmp_path):
+def test_loop_mode_serves_the_registrar_metrics(chain, on_fake_chain, monkeypatch):
     from exporters.core import runtime
 
     scraped = {}
@@ -243,10 +243,4 @@ def test_loop_mode_serves_the_registrar_metrics(chain, on_fake_chain, monkeypatc
     assert "opencompute_registrar_last_success_timestamp_seconds" in body
     assert 'opencompute_scrape_collector_success{collector="registrar"} 1.0' in body
 
-    promtool = shutil.which("promtool")
-    if promtool is None:  # pragma: no cover - installed in this project's CI image
-        pytest.fail("promtool is required for the metrics lint")
-    golden = tmp_path / "registrar.prom"
-    golden.write_text(body)
-    lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
-    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert_promtool_clean(body)

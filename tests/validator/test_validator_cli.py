@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -12,6 +9,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from helpers.exporter_process import running_exporter
 from validator_helpers import Scraper, names, resolve
 
 from exporters.core.config import ConfigError
@@ -84,41 +82,13 @@ def test_help_does_not_import_wandb_or_bittensor():
     assert out.stdout.strip() == "[]"
 
 
-def test_the_exporter_process_serves_and_stops_cleanly_on_sigterm(sim_db, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCOMPUTE_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporters",
-            "validator",
-            "--web.listen-address=127.0.0.1:0",
-            f"--validator.db-path={sim_db.path}",
-            "--validator.local-timezone=UTC",
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = None
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/metrics", line)
-            if m:
-                port = int(m.group(1))
-                break
-        assert port is not None
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+def test_the_exporter_process_serves_and_stops_cleanly_on_sigterm(sim_db):
+    flags = (f"--validator.db-path={sim_db.path}", "--validator.local-timezone=UTC")
+    with running_exporter("validator", *flags) as exporter:
+        body = urllib.request.urlopen(exporter.url("/metrics"), timeout=10).read().decode()
         assert "opencompute_validator_db_up 1.0" in body
         assert 'opencompute_exporter_build_info{exporter="validator"' in body
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert exporter.stop() == 0, exporter.log
 
 
 def test_collector_table_map_covers_every_snapshot_table():

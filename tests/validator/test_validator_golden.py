@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from helpers.golden import assert_matches_golden
+from helpers.promtool import assert_promtool_clean, check_metrics
 from prometheus_client import CollectorRegistry, generate_latest
 from validator_helpers import NOW, Scraper, execute
 
@@ -41,42 +39,18 @@ def _render(tmp_path: Path) -> str:
 
 
 def test_metrics_match_the_golden_file(tmp_path):
-    text = _render(tmp_path)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), (
-        "run with UPDATE_GOLDEN=1 to accept the new output, then review the diff"
-    )
+    assert_matches_golden(_render(tmp_path), GOLDEN)
 
 
 def test_golden_file_passes_promtool_check_metrics():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is required (Debian package 'prometheus'); it is not on PATH")
-    result = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=GOLDEN.read_bytes(),
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    output = result.stdout.decode() + result.stderr.decode()
-    findings = {line.strip() for line in output.splitlines() if line.strip()}
-    assert not findings, output
-    assert result.returncode == 0, output
+    assert_promtool_clean(GOLDEN)
 
 
 def test_promtool_catches_a_broken_exposition():
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is required (Debian package 'prometheus'); it is not on PATH")
     broken = GOLDEN.read_bytes().replace(
         b"opencompute_validator_db_up 1.0", b"opencompute_validator_db_up one"
     )
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=broken, capture_output=True, timeout=30, check=False
-    )
-    assert result.returncode == 1
+    assert check_metrics(broken).returncode == 1
 
 
 def test_every_validator_metric_is_in_the_contract():

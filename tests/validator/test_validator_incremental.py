@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 from validator_helpers import HOTKEYS, NOW, execute
 
@@ -24,6 +25,21 @@ from exporters.validator.simulate import create_compute_db, sqlite_timestamp
 from exporters.validator.snapshot import Snapshot, SnapshotReader
 
 BIG = ("pog_stats", "challenge_details")
+POG_INSERT = "INSERT INTO pog_stats (hotkey, gpu_name, num_gpus, created_at) VALUES (?, ?, ?, ?)"
+
+
+def _merging_reader(path: Path, **kwargs: Any) -> SnapshotReader:
+    """A caching reader whose aggregates never age out: only a non-append forces a full one."""
+    return SnapshotReader(path, local_tz=UTC, aggregate_max_age=math.inf, **kwargs)
+
+
+def _add_challenges(path: Path, rows: list[tuple]) -> None:
+    """Append ``(uid, success, elapsed_time, created_at)`` rows to challenge_details."""
+    execute(
+        path,
+        "INSERT INTO challenge_details (uid, success, elapsed_time, created_at) VALUES (?, ?, ?, ?)",
+        rows,
+    )
 
 
 def _full(path: Path) -> Snapshot:
@@ -64,15 +80,11 @@ def _pog_row(hk: str, gpu: str | None, n: int | None, minutes: int) -> tuple:
 
 def test_appended_rows_are_merged_by_primary_key_range_without_a_full_aggregate(sim_db):
     seen: list[str] = []
-    reader = SnapshotReader(sim_db.path, trace=seen.append, local_tz=UTC, aggregate_max_age=math.inf)
+    reader = _merging_reader(sim_db.path, trace=seen.append)
     reader.read()
     high = sqlite3.connect(sim_db.path).execute("SELECT MAX(id) FROM pog_stats").fetchone()[0]
     hk = HOTKEYS[0]
-    execute(
-        sim_db.path,
-        "INSERT INTO pog_stats (hotkey, gpu_name, num_gpus, created_at) VALUES (?, ?, ?, ?)",
-        [_pog_row(hk, "NVIDIA B200", 8, 1), _pog_row(hk, None, None, 2)],
-    )
+    execute(sim_db.path, POG_INSERT, [_pog_row(hk, "NVIDIA B200", 8, 1), _pog_row(hk, None, None, 2)])
     execute(
         sim_db.path,
         "INSERT INTO challenge_details (uid, success, elapsed_time, created_at) VALUES (0, 1, 2.0, ?)",
@@ -96,11 +108,10 @@ def test_appended_rows_are_merged_by_primary_key_range_without_a_full_aggregate(
 
 def test_merged_counts_and_average_are_those_of_all_rows(empty_db):
     path = empty_db()
-    insert = "INSERT INTO challenge_details (uid, success, elapsed_time, created_at) VALUES (?, ?, ?, ?)"
-    execute(path, insert, [(3, 1, 1.0, "2025-06-13T10:00:00"), (3, 0, 2.0, "2025-06-13T11:00:00")])
-    reader = SnapshotReader(path, local_tz=UTC, aggregate_max_age=math.inf)
+    _add_challenges(path, [(3, 1, 1.0, "2025-06-13T10:00:00"), (3, 0, 2.0, "2025-06-13T11:00:00")])
+    reader = _merging_reader(path)
     assert reader.read().challenges[3].elapsed_avg_seconds == 1.5
-    execute(path, insert, [(3, 1, 3.0, "2025-06-13T09:00:00"), (3, 1, 6.0, None), (3, None, None, None)])
+    _add_challenges(path, [(3, 1, 3.0, "2025-06-13T09:00:00"), (3, 1, 6.0, None), (3, None, None, None)])
     before = Counter(reader.refreshes)
     summary = reader.read().challenges[3]
     assert _modes(reader, before)["challenge_details"] == "incremental"
@@ -110,16 +121,12 @@ def test_merged_counts_and_average_are_those_of_all_rows(empty_db):
 
 
 def test_update_pog_stats_keeping_the_newest_four_falls_back_to_a_full_aggregate(sim_db):
-    reader = SnapshotReader(sim_db.path, local_tz=UTC, aggregate_max_age=math.inf)
+    reader = _merging_reader(sim_db.path)
     reader.read()
     hk = sim_db.hotkeys[sorted(sim_db.queryable)[0]]
     # The original's update_pog_stats: insert, then keep the newest 4 rows of the hotkey.
     for minute in range(1, 6):
-        execute(
-            sim_db.path,
-            "INSERT INTO pog_stats (hotkey, gpu_name, num_gpus, created_at) VALUES (?, ?, ?, ?)",
-            _pog_row(hk, "NVIDIA H200", 2, minute),
-        )
+        execute(sim_db.path, POG_INSERT, _pog_row(hk, "NVIDIA H200", 2, minute))
     execute(
         sim_db.path,
         "DELETE FROM pog_stats WHERE hotkey = ? AND id NOT IN"
@@ -135,14 +142,13 @@ def test_update_pog_stats_keeping_the_newest_four_falls_back_to_a_full_aggregate
 
 def test_a_reused_highest_rowid_in_challenge_details_is_not_mistaken_for_an_append(empty_db):
     path = empty_db()
-    insert = "INSERT INTO challenge_details (uid, success, elapsed_time, created_at) VALUES (?, ?, ?, ?)"
-    execute(path, insert, [(1, 1, 1.0, "2025-06-13T10:00:00"), (2, 1, 1.0, "2025-06-13T10:00:00")])
-    reader = SnapshotReader(path, local_tz=UTC, aggregate_max_age=math.inf)
+    _add_challenges(path, [(1, 1, 1.0, "2025-06-13T10:00:00"), (2, 1, 1.0, "2025-06-13T10:00:00")])
+    reader = _merging_reader(path)
     reader.read()
     # No AUTOINCREMENT: after deleting the newest row SQLite hands its rowid out again, so the
     # count grows by exactly the rows past the old highest rowid although a row was deleted.
     execute(path, "DELETE FROM challenge_details WHERE rowid = (SELECT MAX(rowid) FROM challenge_details)")
-    execute(path, insert, [(1, 0, 5.0, "2025-06-13T11:00:00"), (1, 0, 5.0, "2025-06-13T12:00:00")])
+    _add_challenges(path, [(1, 0, 5.0, "2025-06-13T11:00:00"), (1, 0, 5.0, "2025-06-13T12:00:00")])
     before = Counter(reader.refreshes)
     snap = reader.read()
     assert _modes(reader, before)["challenge_details"] == "full"
@@ -154,7 +160,7 @@ def test_a_reused_highest_rowid_in_challenge_details_is_not_mistaken_for_an_appe
 def test_another_file_at_the_path_is_aggregated_in_full(tmp_path):
     first = create_compute_db(tmp_path / "a.db", miners=8, pog_rows=40, challenge_rows=40, seed=1, now=NOW)
     other = create_compute_db(tmp_path / "b.db", miners=8, pog_rows=60, challenge_rows=60, seed=2, now=NOW)
-    reader = SnapshotReader(first.path, local_tz=UTC, aggregate_max_age=math.inf)
+    reader = _merging_reader(first.path)
     reader.read()
     staged = tmp_path / "staged.db"
     shutil.copy(other.path, staged)
@@ -166,7 +172,7 @@ def test_another_file_at_the_path_is_aggregated_in_full(tmp_path):
 
 
 def test_a_merge_leaves_snapshots_already_handed_out_unchanged(sim_db):
-    reader = SnapshotReader(sim_db.path, local_tz=UTC, aggregate_max_age=math.inf)
+    reader = _merging_reader(sim_db.path)
     hk = sim_db.hotkeys[sorted(sim_db.queryable)[0]]
     first = reader.read()
     rows = first.pog[hk].rows
@@ -216,7 +222,6 @@ def _challenge_values(rng: random.Random, minute: int) -> tuple:
     return (rng.choice(CHALLENGE_UIDS), f"hk{rng.randint(0, 9)}", rng.choice(SUCCESS), elapsed, 8, created)
 
 
-POG_INSERT = "INSERT INTO pog_stats (hotkey, gpu_name, num_gpus, created_at) VALUES (?, ?, ?, ?)"
 CHALLENGE_INSERT = (
     "INSERT INTO challenge_details (uid, ss58_address, success, elapsed_time, difficulty, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -296,7 +301,7 @@ def test_incremental_aggregates_equal_a_full_recomputation_after_random_appends_
         tmp_path / "database.db", miners=8, pog_rows=60, challenge_rows=60, seed=4, now=NOW
     )
     rng = random.Random(20250613)
-    reader = SnapshotReader(db.path, local_tz=UTC, aggregate_max_age=math.inf)
+    reader = _merging_reader(db.path)
     _assert_same(reader.read(), _full(db.path), "initial")
     conn = sqlite3.connect(db.path)
     used: Counter[str] = Counter()

@@ -6,6 +6,7 @@ SQLite via peewee (the embedded default for the demo, tests and hosts without Wa
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +47,30 @@ class RunRecord:
     @property
     def hotkey(self) -> Any:
         return self.config.get("hotkey")
+
+
+class RequestCounts:
+    """Thread-safe upstream request counts by operation, behind every store's ``request_count(s)``.
+
+    Loops and scrapes call a store from several threads; the counts feed
+    ``opencompute_state_store_requests{operation}``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, operation: str) -> None:
+        with self._lock:
+            self._counts[operation] = self._counts.get(operation, 0) + 1
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def by_operation(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 class StateStore(Protocol):

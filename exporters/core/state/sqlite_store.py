@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import secrets
 import string
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import orjson
 import peewee
 
-from exporters.core.state.base import RunRecord, StoreError, StoreUnavailable
+from exporters.core.state.base import RequestCounts, RunRecord, StoreError, StoreUnavailable
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits  # WandB run ids: 8 chars of [a-z0-9]
 DEFAULT_BUSY_TIMEOUT = 5.0
@@ -74,8 +73,7 @@ class SQLiteStateStore:
         self.path = os.path.expanduser(path)
         self.entity_project = entity_project
         self._clock = clock
-        self._lock = threading.Lock()
-        self._requests: dict[str, int] = {}
+        self._requests = RequestCounts()
         parent = os.path.dirname(self.path)
         if parent and self.path != ":memory:":
             os.makedirs(parent, exist_ok=True)
@@ -152,13 +150,11 @@ class SQLiteStateStore:
 
     def request_count(self) -> int:
         """SQL round trips made (one per store operation)."""
-        with self._lock:
-            return sum(self._requests.values())
+        return self._requests.total()
 
     def request_counts(self) -> dict[str, int]:
         """Requests by operation (run_id, publish, read, state) for the requests_total metric."""
-        with self._lock:
-            return dict(self._requests)
+        return self._requests.by_operation()
 
     # ------------------------------------------------------------------ extras
 
@@ -222,8 +218,7 @@ class SQLiteStateStore:
         raise StoreError(f"could not create run {name}", reason="error")
 
     def _count(self, operation: str) -> None:
-        with self._lock:
-            self._requests[operation] = self._requests.get(operation, 0) + 1
+        self._requests.add(operation)
 
     def _guard(self, operation: str, func: Callable[[], Any]) -> Any:
         try:

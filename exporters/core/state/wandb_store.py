@@ -42,7 +42,7 @@ from urllib.parse import urlparse
 import peewee
 
 from exporters.core.config import ConfigError
-from exporters.core.state.base import RunRecord, StoreError, StoreUnavailable
+from exporters.core.state.base import RequestCounts, RunRecord, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class WandbStateStore:
                 ]
             )
         self._lock = threading.RLock()
-        self._requests: dict[str, int] = {}
+        self._requests = RequestCounts()
         self._runs: dict[str, Any] = {}
         self._api: Any = None
         path = os.path.expanduser(db_path)
@@ -183,13 +183,11 @@ class WandbStateStore:
 
     def request_count(self) -> int:
         """WandB API requests made (credential check, pages) plus run opens and config updates."""
-        with self._lock:
-            return sum(self._requests.values())
+        return self._requests.total()
 
     def request_counts(self) -> dict[str, int]:
         """Requests by operation: auth, read, init, publish."""
-        with self._lock:
-            return dict(self._requests)
+        return self._requests.by_operation()
 
     def close(self) -> None:
         """Finish open runs (flushes offline runs to their .wandb file)."""
@@ -320,8 +318,7 @@ class WandbStateStore:
                 raise _map_error(exc, operation) from exc
 
     def _count(self, operation: str) -> None:
-        with self._lock:
-            self._requests[operation] = self._requests.get(operation, 0) + 1
+        self._requests.add(operation)
 
 
 def _generate_id() -> str:
