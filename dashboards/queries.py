@@ -89,7 +89,7 @@ MINER_ALLOCATED = f"opencompute_miner_allocated{{{_TARGET}}}"
 MINER_PORT_OPEN = f"opencompute_miner_port_open{{{_TARGET}}}"
 MINER_ALLOCATION_INFO = f"opencompute_miner_allocation_info{{{_TARGET}}}"
 MINER_PORT_CHECK_AGE = f"time() - opencompute_miner_port_check_timestamp_seconds{{{_TARGET}}}"
-MINER_SPEC_GPU_MODELS = f"opencompute_miner_spec_gpu_model_info{{{_TARGET}}}"
+MINER_SPEC_GPU_MODELS = f"opencompute_miner_spec_model_gpus{{{_TARGET}}}"
 
 # --- Validator PoG ----------------------------------------------------------------------------
 VALIDATOR_DB_UP = f"min(opencompute_validator_db_up{{{_TARGET}}})"

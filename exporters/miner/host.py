@@ -110,7 +110,7 @@ class HostCollector(SubCollector):
         opencompute_miner_spec_cpu_cores 32.0
         opencompute_miner_spec_memory_bytes 5.4e+11
         opencompute_miner_spec_gpus 8.0
-        opencompute_miner_spec_gpu_model_info{name="NVIDIA H100 80GB HBM3"} 8.0
+        opencompute_miner_spec_model_gpus{name="NVIDIA H100 80GB HBM3"} 8.0
 
     GPU specs are omitted while NVML is down (the original advertised an empty ``gpu`` then).
     """
@@ -170,7 +170,7 @@ class HostCollector(SubCollector):
             value=sum(g.memory_total_bytes or 0.0 for g in snap.gpus),
         )
         models = GaugeMetricFamily(
-            "opencompute_miner_spec_gpu_model_info",
+            "opencompute_miner_spec_model_gpus",
             "GPU models advertised; the value is how many GPUs of that model.",
             labels=["name"],
         )

@@ -91,5 +91,5 @@ def test_host_collector_exports_specs_and_gpu_models_from_the_nvml_snapshot(make
     assert value(parts, "opencompute_miner_spec_docker_available") == 1
     assert value(parts, "opencompute_miner_spec_gpus") == 3
     assert value(parts, "opencompute_miner_spec_gpu_memory_bytes") == 3 * 80 * 1024**3
-    assert value(parts, "opencompute_miner_spec_gpu_model_info", name="NVIDIA H100 80GB HBM3") == 2
-    assert value(parts, "opencompute_miner_spec_gpu_model_info", name="NVIDIA A100-SXM4-80GB") == 1
+    assert value(parts, "opencompute_miner_spec_model_gpus", name="NVIDIA H100 80GB HBM3") == 2
+    assert value(parts, "opencompute_miner_spec_model_gpus", name="NVIDIA A100-SXM4-80GB") == 1
