@@ -18,14 +18,32 @@ def alerts() -> list[Alert]:
     return [
         Alert(
             name="OpenComputeMinerPenalized",
-            expr=ours("max by (hotkey, status_code) (opencompute_network_miner_penalized == 1)"),
+            expr=ours("max by (hotkey) (opencompute_network_miner_penalty_enforced == 1)"),
             for_=t.MINER_PENALIZED_FOR,
             severity="critical",
             summary="One of our miners is penalized by the validators.",
             description=(
-                "Miner {{ $labels.hotkey }} is on a trusted validator's penalty list"
-                "{{ if $labels.status_code }} (status code {{ $labels.status_code }}){{ end }}. "
-                "A penalized miner gets no allocations and no rewards until it is cleared."
+                "Miner {{ $labels.hotkey }} is on a penalty authority's penalized_hotkeys_checklist "
+                "(--network.penalty-authority), the list validators apply: its score is zeroed, so it "
+                "earns no rewards and gets no allocations until it is cleared."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeMinerListedAsPenalized",
+            expr=ours(
+                "max by (hotkey, list) (opencompute_network_miner_penalized == 1)\n"
+                "unless on (hotkey)\n"
+                "max by (hotkey) (opencompute_network_miner_penalty_enforced == 1)"
+            ),
+            for_=t.MINER_LISTED_AS_PENALIZED_FOR,
+            severity="warning",
+            summary="One of our miners is on a validator's penalty list that is not enforced.",
+            description=(
+                "Miner {{ $labels.hotkey }} is on a trusted validator's {{ $labels.list }} list, but "
+                "not on a penalty authority's checklist, so its rewards are not affected yet. The "
+                "listing usually names a real problem (closed port, failed allocation): fix it before "
+                "an authority lists it too."
             ),
             dashboard_uid=uids.NETWORK,
         ),

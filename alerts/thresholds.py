@@ -58,7 +58,10 @@ ROW_REMAP_FAILURE_FOR = "1m"
 
 # --- Miner state ----------------------------------------------------------------------------
 MINER_PORT_CLOSED_FOR = "10m"
+# Penalties the validators enforce (a penalty authority's checklist) page; other validators'
+# lists are informational (the original validator ignores them) and only warn, after longer.
 MINER_PENALIZED_FOR = "5m"
+MINER_LISTED_AS_PENALIZED_FOR = "15m"
 # A miner of ours that was allocated at any time in this window and is not now has lost it.
 ALLOCATION_LOST_WINDOW = "1h"
 ALLOCATION_LOST_FOR = "10m"

@@ -15,6 +15,15 @@ from dashboards import queries as q
 from dashboards import uids
 
 UID = uids.NETWORK
+AUTHORITY_SEEN = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "No", "color": "orange", "index": 0},
+            "1": {"text": "Yes", "color": "green", "index": 1},
+        },
+    }
+]
 
 
 def _overview() -> hs.Row:
@@ -30,8 +39,12 @@ def _overview() -> hs.Row:
             hs.stat(
                 "Penalized miners",
                 "short",
-                [hs.target(q.NETWORK_MINERS_PENALIZED)],
-                description="Miners on trusted validators' penalty lists.",
+                [
+                    hs.target(q.NETWORK_MINERS_PENALTY_ENFORCED, "enforced"),
+                    hs.target(q.NETWORK_MINERS_PENALIZED, "listed"),
+                ],
+                description="Enforced: miners on a penalty authority's checklist (their score is "
+                "zeroed). Listed: miners on any trusted validator's penalty list.",
             ),
             hs.stat(
                 "Our miners allocated",
@@ -43,9 +56,12 @@ def _overview() -> hs.Row:
             hs.stat(
                 "Our miners penalized",
                 "short",
-                [hs.target(q.NETWORK_OUR_MINERS_PENALIZED)],
-                description="Penalized miners whose hotkey belongs to a miner exporter this Prometheus "
-                "scrapes. Anything above 0 pages.",
+                [
+                    hs.target(q.NETWORK_OUR_MINERS_PENALTY_ENFORCED, "enforced"),
+                    hs.target(q.NETWORK_OUR_MINERS_LISTED_NOT_ENFORCED, "listed only"),
+                ],
+                description="Our miners (hotkeys of a miner exporter this Prometheus scrapes) whose "
+                "penalty is enforced (pages) or that are only listed by some validator (warns).",
                 thresholds=hs.steps(("green", None), ("red", 1)),
             ),
             hs.stat(
@@ -90,17 +106,20 @@ def _allocation() -> hs.Row:
                 "short",
                 [
                     hs.target(q.NETWORK_ALLOCATED_OVER_TIME, "allocated"),
-                    hs.target(q.NETWORK_PENALIZED_OVER_TIME, "penalized"),
+                    hs.target(q.NETWORK_PENALIZED_OVER_TIME, "penalized (listed)"),
+                    hs.target(q.NETWORK_PENALTY_ENFORCED_OVER_TIME, "penalized (enforced)"),
                 ],
-                description="Subnet-wide allocated and penalized miner counts over time.",
+                description="Subnet-wide allocated miners, and penalized miners: listed by any trusted "
+                "validator, and enforced (on a penalty authority's checklist).",
                 min_value=0,
             ),
             hs.table(
                 "Penalized miners",
                 "none",
                 [hs.target(q.NETWORK_PENALIZED_MINERS, instant=True, table=True)],
-                description="Hotkeys on a trusted penalty list, with the status code when the list "
-                "gives one.",
+                description="Hotkeys on a trusted validator's penalty list: which list and the status "
+                "code when the list gives one. Only a penalty authority's penalized_hotkeys_checklist "
+                "is enforced.",
                 hide=("Time", "__name__", "job", "instance", "Value"),
             ),
             hs.bargauge(
@@ -112,7 +131,17 @@ def _allocation() -> hs.Row:
                 max_value=None,
                 thresholds=hs.steps(("green", None), ("orange", 2)),
             ),
+            hs.stat(
+                "Penalty authority seen",
+                "none",
+                [hs.target(q.NETWORK_PENALTY_AUTHORITY_SEEN)],
+                description="Whether a trusted, verified run of a penalty authority "
+                "(--network.penalty-authority, NI's validator by default) is in the snapshot. At No, "
+                "nothing can show as enforced.",
+                mappings=AUTHORITY_SEEN,
+            ),
         ],
+        widths=(8, 8, 5, 3),
     )
 
 

@@ -126,6 +126,8 @@ VALIDATOR_DB_ERRORS = (
 # --- Network ----------------------------------------------------------------------------------
 NETWORK_MINERS_ALLOCATED = f"max(opencompute_network_miners_allocated{{{_TARGET}}})"
 NETWORK_MINERS_PENALIZED = f"max(opencompute_network_miners_penalized{{{_TARGET}}})"
+NETWORK_MINERS_PENALTY_ENFORCED = f"max(opencompute_network_miners_penalty_enforced{{{_TARGET}}})"
+NETWORK_PENALTY_AUTHORITY_SEEN = f"max(opencompute_network_penalty_authority_seen{{{_TARGET}}})"
 NETWORK_TRUSTED_VALIDATORS = f"sum(opencompute_network_validator_trusted{{{_TARGET}}})"
 NETWORK_TRUST_SOURCE = f"max by (source) (opencompute_network_trust_source_info{{{_TARGET}}})"
 NETWORK_V1_ONLY_SHARE = (
@@ -133,8 +135,13 @@ NETWORK_V1_ONLY_SHARE = (
     f"/ sum(opencompute_network_runs{{{_TARGET}}})"
 )
 NETWORK_SNAPSHOT_AGE = f"time() - min(opencompute_network_last_refresh_timestamp_seconds{{{_TARGET}}})"
-NETWORK_OUR_MINERS_PENALIZED = (
-    f"count(max by (hotkey) (opencompute_network_miner_penalized{{{_TARGET}}}) "
+NETWORK_OUR_MINERS_PENALTY_ENFORCED = (
+    f"count(max by (hotkey) (opencompute_network_miner_penalty_enforced{{{_TARGET}}}) "
+    f"* on (hotkey) group_left () {_OURS_MINER}) or vector(0)"
+)
+NETWORK_OUR_MINERS_LISTED_NOT_ENFORCED = (
+    f"count((max by (hotkey) (opencompute_network_miner_penalized{{{_TARGET}}}) "
+    f"unless on (hotkey) opencompute_network_miner_penalty_enforced{{{_TARGET}}}) "
     f"* on (hotkey) group_left () {_OURS_MINER}) or vector(0)"
 )
 NETWORK_OUR_MINERS_ALLOCATED = (
@@ -143,6 +150,7 @@ NETWORK_OUR_MINERS_ALLOCATED = (
 )
 NETWORK_ALLOCATED_OVER_TIME = f"max(opencompute_network_miners_allocated{{{_TARGET}}})"
 NETWORK_PENALIZED_OVER_TIME = f"max(opencompute_network_miners_penalized{{{_TARGET}}})"
+NETWORK_PENALTY_ENFORCED_OVER_TIME = f"max(opencompute_network_miners_penalty_enforced{{{_TARGET}}})"
 NETWORK_PENALIZED_MINERS = f'opencompute_network_miner_penalized{{{_TARGET},hotkey=~"$hotkey"}}'
 NETWORK_ALLOCATION_CLAIMS = f'opencompute_network_miner_allocation_claims{{{_TARGET},hotkey=~"$hotkey"}}'
 NETWORK_ALLOCATED_UNREGISTERED = (

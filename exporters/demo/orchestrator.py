@@ -313,6 +313,9 @@ class Demo:
             f"--state.sqlite-path={self.subnet.state_path}",
             f"--netuid={NETUID}",
             *self.trust_args("network"),
+            # The validator whose checklist penalizes our miner stands in for NI's hardcoded hotkey,
+            # so its penalty is enforced and pages, as NI's would on the live network.
+            f"--network.penalty-authority={_ss58(self.subnet.penalizing_validator_uri)}",
             f"--network.validator-refresh-interval={refresh}",
             f"--network.miner-refresh-interval={refresh}",
         ]
@@ -530,9 +533,10 @@ class OurMiner:
 def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
     """The demo's own miner: penalized by exactly one trusted validator, so one republish lifts it.
 
-    Prefers a miner that is also allocated, so the allocation panels have a story too. ``runs``
-    are the validator runs as stored (read back after seeding, so this follows whatever the
-    simulation published).
+    That validator must list it in ``penalized_hotkeys_checklist``: the demo makes it the penalty
+    authority (``--network.penalty-authority``), so the penalty is enforced. Prefers a miner that
+    is also allocated, so the allocation panels have a story too. ``runs`` are the validator runs
+    as stored (read back after seeding, so this follows whatever the simulation published).
     """
     from exporters.core.signing import ENVELOPE_KEY
     from exporters.miner.allocation import choose_validator
@@ -540,6 +544,7 @@ def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
     uri_of = {key.ss58_address: f"//validator{i}" for i, key in enumerate(net.validator_keys)}
     stakes = {hotkey: neuron.stake for hotkey, neuron in net.chain.neurons.items()}
     penalizers: dict[str, set[str]] = {}
+    checklisted: dict[str, set[str]] = {}
     allocators: dict[str, set[str]] = {}
     for run in runs:
         validator = run.config.get("hotkey")
@@ -550,6 +555,8 @@ def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
         for key in ("penalized_hotkeys_checklist", "penalized_hotkeys"):
             for entry in payload.get(key) or []:
                 penalizers.setdefault(_penalty_hotkey(entry), set()).add(validator)
+                if key == "penalized_hotkeys_checklist":
+                    checklisted.setdefault(_penalty_hotkey(entry), set()).add(validator)
         for hotkey in payload.get("allocated_hotkeys") or []:
             allocators.setdefault(hotkey, set()).add(validator)
     candidates = [
@@ -560,9 +567,12 @@ def choose_our_miner(net: Any, runs: Sequence[Any]) -> OurMiner:
         )
         for i, key in enumerate(net.miner_keys)
         if len(found := penalizers.get(key.ss58_address, set())) == 1
+        and found <= checklisted.get(key.ss58_address, set())
     ]
     if not candidates:
-        raise DemoError("the simulated network has no miner penalized by exactly one validator")
+        raise DemoError(
+            "the simulated network has no miner on exactly one validator's penalty lists, in its checklist"
+        )
     return next((c for c in candidates if c.allocated_by), candidates[0])
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.core.config import (
+    ConfigError,
     Flag,
     FlagSet,
     collector_flags,
@@ -22,6 +23,7 @@ from exporters.core.config import (
 from exporters.core.identity import store_flags
 from exporters.core.runtime import Exporter, Loop
 from exporters.network.trust import build_resolver, chain_source, trust_flags
+from exporters.network.views import NI_PENALTY_AUTHORITY
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("refresh", True, "refresh health per role and state-store requests."),
     ("runs", True, "run verification outcomes, bad input and validator trust."),
     ("allocation", True, "allocated miners and how many validators claim each."),
-    ("penalties", True, "penalized miners (both list shapes)."),
+    ("penalties", True, "penalized miners (both list shapes) and which penalties are enforced."),
     ("stats", True, "dominant proof-of-GPU entry per uid and validator agreement."),
     ("specs", True, "miner-published GPU specs and claim mismatches."),
 )
@@ -68,6 +70,15 @@ def flags() -> FlagSet:
             metavar="DURATION",
         ),
         Flag(
+            "network.penalty-authority",
+            "Comma-separated validator hotkeys (ss58) whose signed penalized_hotkeys_checklist is "
+            "enforced, as the original validator enforces the one hotkey it hardcodes (NI's). Only a "
+            "trusted validator's verified run counts.",
+            default=(NI_PENALTY_AUTHORITY,),
+            convert=parse_hotkeys,
+            metavar="HOTKEY[,HOTKEY...]",
+        ),
+        Flag(
             "network.full-resync-interval",
             "Re-read every run (not only recently updated ones) this often, to drop deleted runs.",
             default=6 * 3600.0,
@@ -76,6 +87,24 @@ def flags() -> FlagSet:
         ),
     )
     return fs
+
+
+def parse_hotkeys(text: str) -> tuple[str, ...]:
+    """A comma-separated list of ss58 hotkeys (checksum verified); every bad entry reported at once."""
+    from bittensor_core import Keypair  # lazy, though cheap: converters run only on parse
+
+    entries = [part.strip() for part in text.split(",") if part.strip()]
+    problems = []
+    for entry in entries:
+        try:
+            Keypair(ss58_address=entry)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"--network.penalty-authority: {entry!r} is not an ss58 address ({exc})")
+    if not entries:
+        problems.append("--network.penalty-authority: expected at least one ss58 hotkey")
+    if problems:
+        raise ConfigError(problems)
+    return tuple(dict.fromkeys(entries))
 
 
 @dataclass
@@ -102,6 +131,7 @@ def build_exporter(
         max_run_age=float(values.get("network_max_run_age") or 86400.0),
         full_resync_interval=float(values.get("network_full_resync_interval") or 6 * 3600.0),
         verifier=verifier,
+        penalty_authorities=values.get("network_penalty_authority") or (NI_PENALTY_AUTHORITY,),
     )
     timeout = float(values.get("network_refresh_timeout") or 120.0)
     loops = [

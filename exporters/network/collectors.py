@@ -240,9 +240,11 @@ class AllocationCollector(SubCollector):
 
 
 class PenaltiesCollector(SubCollector):
-    """Penalized miners from trusted validators' penalty lists (both shapes).
+    """Penalized miners: listed by any trusted validator (both shapes), and enforced.
 
-    ``opencompute_network_miner_penalized{hotkey="5F...",status_code="PORT_CLOSED"} 1.0``
+    ``opencompute_network_miner_penalized{hotkey="5F...",list="penalized_hotkeys_checklist",
+    status_code="PORT_CLOSED"} 1.0``
+    ``opencompute_network_miner_penalty_enforced{hotkey="5F..."} 1.0``
     """
 
     name = "penalties"
@@ -251,18 +253,40 @@ class PenaltiesCollector(SubCollector):
         self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        penalized = self.snapshot().penalized
+        view = self.snapshot().penalties
         each = _gauge(
             "opencompute_network_miner_penalized",
-            "1 for each penalized miner hotkey and status code (empty when the list holds plain hotkeys).",
-            ["hotkey", "status_code"],
+            "1 for each miner hotkey on a trusted validator's penalty list, by list "
+            "(penalized_hotkeys, penalized_hotkeys_checklist) and status code (empty when the list "
+            "holds plain hotkeys). Being listed does not by itself cost rewards: see "
+            "opencompute_network_miner_penalty_enforced.",
+            ["hotkey", "status_code", "list"],
         )
-        for hotkey, codes in penalized.items():
-            for code in sorted(codes):
-                each.add_metric([hotkey, code], 1.0)
-        total = _gauge("opencompute_network_miners_penalized", "Distinct penalized miner hotkeys.")
-        total.add_metric([], float(len(penalized)))
-        yield from (each, total)
+        for hotkey, pairs in view.listed.items():
+            for key, code in sorted(pairs):
+                each.add_metric([hotkey, code, key], 1.0)
+        total = _gauge("opencompute_network_miners_penalized", "Distinct miner hotkeys on any penalty list.")
+        total.add_metric([], float(len(view.listed)))
+        enforced = _gauge(
+            "opencompute_network_miner_penalty_enforced",
+            "1 for each miner hotkey on a penalty authority's penalized_hotkeys_checklist "
+            "(--network.penalty-authority): the list the original validator applies, zeroing the "
+            "miner's score.",
+            ["hotkey"],
+        )
+        for hotkey in sorted(view.enforced):
+            enforced.add_metric([hotkey], 1.0)
+        enforced_total = _gauge(
+            "opencompute_network_miners_penalty_enforced", "Distinct miner hotkeys whose penalty is enforced."
+        )
+        enforced_total.add_metric([], float(len(view.enforced)))
+        seen = _gauge(
+            "opencompute_network_penalty_authority_seen",
+            "Whether a trusted, verified run of a penalty authority (--network.penalty-authority) is "
+            "in the snapshot (1) or not (0); at 0 no penalty can be reported as enforced.",
+        )
+        seen.add_metric([], 1.0 if view.authority_seen else 0.0)
+        yield from (each, total, enforced, enforced_total, seen)
 
 
 class StatsCollector(SubCollector):

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -100,7 +100,7 @@ class Snapshot:
     rejections_total: Mapping[tuple[str, str], int]  # cumulative, once per run version and reason
     bad_input_total: Mapping[str, int]  # cumulative, once per run version and reason
     allocation: views.AllocationView
-    penalized: Mapping[str, frozenset[str]]
+    penalties: views.PenaltyView
     stats: Mapping[int, views.UidStats]
     specs: tuple[views.MinerSpec, ...]
     mismatches: Mapping[tuple[int, str, str], bool]
@@ -117,7 +117,7 @@ class Snapshot:
             rejections_total=_frozen({}),
             bad_input_total=_frozen(dict.fromkeys(views.BAD_INPUT_REASONS, 0)),
             allocation=views.AllocationView(_frozen({}), frozenset()),
-            penalized=_frozen({}),
+            penalties=views.PenaltyView(_frozen({}), frozenset(), False),
             stats=_frozen({}),
             specs=(),
             mismatches=_frozen({}),
@@ -127,7 +127,7 @@ class Snapshot:
 _ValidatorViews = tuple[
     list[views.VerifiedRun],
     views.AllocationView,
-    Mapping[str, frozenset[str]],
+    views.PenaltyView,
     Mapping[int, views.UidStats],
     views.Issues,
 ]
@@ -158,6 +158,7 @@ class NetworkRefresher:
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
         verifier: Verifier | None = None,
+        penalty_authorities: Iterable[str] = (views.NI_PENALTY_AUTHORITY,),
     ) -> None:
         self.store = store
         self.resolver = resolver
@@ -168,6 +169,7 @@ class NetworkRefresher:
         self.clock = clock
         self.timer = timer
         self.verifier = verifier
+        self.penalty_authorities = frozenset(penalty_authorities)
         self._lock = threading.Lock()
         self._roles = {role: _RoleCache() for role in ROLES}
         self._validator_set = ValidatorSet("none", frozenset(), None)
@@ -284,7 +286,7 @@ class NetworkRefresher:
                 rejected[(r, run_id)] = reason
         if role == "validator" or self._validator_views is None:
             self._validator_views = self._aggregate_validators(vset)
-        validator_runs, allocation, penalized, stats, issues = self._validator_views
+        validator_runs, allocation, penalties, stats, issues = self._validator_views
         miner_issues = views.Issues()
         uids = vset.uids if vset.uids is not None else {s.hotkey: u for u, s in stats.items() if s.hotkey}
         miner_runs = []
@@ -311,7 +313,7 @@ class NetworkRefresher:
             rejections_total=_frozen(self._rejections_total),
             bad_input_total=_frozen(self._bad_input_total),
             allocation=allocation,
-            penalized=penalized,
+            penalties=penalties,
             stats=stats,
             specs=tuple(specs),
             mismatches=_frozen(views.claim_mismatches(specs, stats)),
@@ -323,10 +325,10 @@ class NetworkRefresher:
         # One vote per validator: the original counts every run, so a second run would vote twice.
         runs = self._one_per_hotkey(self._roles["validator"].verified.accepted, issues)
         allocation = views.allocation_view(runs, vset.uids, issues)
-        penalized = views.penalized_hotkeys(runs, issues)
+        # Only trusted, verified runs reach here: an authority must pass the same checks.
+        penalties = views.penalty_view(runs, self.penalty_authorities, issues)
         stats = views.stats_view(runs, issues)
-        frozen = _frozen({hk: frozenset(codes) for hk, codes in sorted(penalized.items())})
-        return runs, allocation, frozen, _frozen(stats), issues
+        return runs, allocation, penalties, _frozen(stats), issues
 
     @staticmethod
     def _one_per_hotkey(runs: list[views.VerifiedRun], issues: views.Issues) -> list[views.VerifiedRun]:

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 # Bounds that keep label cardinality and work per refresh finite whatever a run contains.
@@ -163,15 +164,23 @@ def allocation_view(
 # --- penalties ----------------------------------------------------------------------------
 
 PENALTY_KEYS = ("penalized_hotkeys", "penalized_hotkeys_checklist")
+# The list the original validator applies (v1.9.0 ``get_penalized_hotkeys_checklist_bak``).
+ENFORCED_PENALTY_KEY = "penalized_hotkeys_checklist"
+# The one validator hotkey whose checklist the original v1.9.0 validator applies (hardcoded there,
+# commit dbeb2bf5 "only get the blacklist from NI main validator"); --network.penalty-authority.
+NI_PENALTY_AUTHORITY = "5GmvyePN9aYErXBBhBnxZKGoGk4LKZApE4NkaSzW62CYCYNA"
 
 
-def penalized_hotkeys(runs: Iterable[VerifiedRun], issues: Issues | None = None) -> dict[str, set[str]]:
-    """Penalized miner hotkey -> status codes ("" for the plain-string shape).
+def penalty_listings(
+    runs: Iterable[VerifiedRun], issues: Issues | None = None
+) -> dict[str, set[tuple[str, str]]]:
+    """Penalized miner hotkey -> ``(list, status_code)`` pairs, merged over runs.
 
-    Accepts both shapes the original has used: a list of ss58 strings and a list of
-    ``{"hotkey", "status_code", "description"}`` dicts, under either key.
+    ``list`` is the config key the entry came from (:data:`PENALTY_KEYS`); ``status_code`` is ""
+    for the plain-string shape. Accepts both shapes the original has used, under either key: a
+    list of ss58 strings and a list of ``{"hotkey", "status_code", "description"}`` dicts.
     """
-    out: dict[str, set[str]] = {}
+    out: dict[str, set[tuple[str, str]]] = {}
     for run in runs:
         for key in PENALTY_KEYS:
             for item in _bounded_list(run, key, "penalized_not_list", issues):
@@ -179,8 +188,52 @@ def penalized_hotkeys(runs: Iterable[VerifiedRun], issues: Issues | None = None)
                 if parsed is None:
                     _note(issues, "penalized_entry_invalid", run.run_id)
                     continue
-                out.setdefault(parsed[0], set()).add(parsed[1])
+                out.setdefault(parsed[0], set()).add((key, parsed[1]))
     return out
+
+
+def penalized_hotkeys(runs: Iterable[VerifiedRun], issues: Issues | None = None) -> dict[str, set[str]]:
+    """Penalized miner hotkey -> status codes ("" for the plain-string shape), from either list."""
+    return {hk: {code for _, code in pairs} for hk, pairs in penalty_listings(runs, issues).items()}
+
+
+@dataclass(frozen=True)
+class PenaltyView:
+    """Who is listed as penalized (by any trusted validator) and whose penalty takes effect.
+
+    ``enforced`` holds the miners on a penalty authority's ``penalized_hotkeys_checklist``: the
+    only list the original validator applies (it zeroes their score). ``authority_seen`` says
+    whether any authority's run was among the trusted, verified runs at all, so an absent
+    authority (nothing enforced because nobody could say) is distinguishable from "no penalties".
+    """
+
+    listed: Mapping[str, frozenset[tuple[str, str]]]  # hotkey -> {(list, status_code)}
+    enforced: frozenset[str]
+    authority_seen: bool
+
+
+def penalty_view(
+    runs: Sequence[VerifiedRun], authorities: Iterable[str], issues: Issues | None = None
+) -> PenaltyView:
+    """Listed and enforced penalties over trusted, verified validator runs.
+
+    Both shapes count as enforced: v1.9.0 compares plain strings, but the checklist has carried
+    dicts before (<= v1.6) and an authority that lists a miner means to penalize it.
+    """
+    listed = penalty_listings(runs, issues)
+    wanted = frozenset(authorities)
+    enforced: set[str] = set()
+    seen = False
+    for run in runs:
+        if run.hotkey not in wanted:
+            continue
+        seen = True
+        for item in _bounded_list(run, ENFORCED_PENALTY_KEY, "penalized_not_list", None):
+            parsed = _penalty_entry(item)
+            if parsed is not None:
+                enforced.add(parsed[0])
+    frozen = MappingProxyType({hk: frozenset(pairs) for hk, pairs in sorted(listed.items())})
+    return PenaltyView(frozen, frozenset(enforced), seen)
 
 
 def _penalty_entry(item: Any) -> tuple[str, str] | None:

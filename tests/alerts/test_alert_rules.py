@@ -133,6 +133,7 @@ def test_required_alerts_exist_with_their_severity() -> None:
     severity = {rule["alert"]: rule["labels"]["severity"] for rule in _rules()}
     required = {
         "OpenComputeMinerPenalized": "critical",
+        "OpenComputeMinerListedAsPenalized": "warning",
         "OpenComputeMinerAllocationLost": "warning",
         "OpenComputeGPULost": "critical",
         "OpenComputeGPUCountDropped": "warning",
@@ -160,6 +161,7 @@ def test_our_miner_alerts_join_the_identity_info_on_hotkey() -> None:
     exprs = {rule["alert"]: rule["expr"] for rule in _rules()}
     for name in (
         "OpenComputeMinerPenalized",
+        "OpenComputeMinerListedAsPenalized",
         "OpenComputeMinerAllocationLost",
         "OpenComputeMinerClaimMismatch",
     ):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from bittensor_core import Keypair
+
 from exporters.core.signing import ENVELOPE_KEY, Outcome, verify_run
 from exporters.core.state.sqlite_store import SQLiteStateStore
 from exporters.demo.orchestrator import (
@@ -15,10 +17,10 @@ from exporters.demo.orchestrator import (
     republish_without_penalty,
 )
 from exporters.network.simulate import seed_network
-from exporters.network.views import VerifiedRun, penalized_hotkeys
+from exporters.network.views import VerifiedRun, penalized_hotkeys, penalty_view
 
 
-def _penalties(store: SQLiteStateStore) -> dict[str, set[str]]:
+def _verified(store: SQLiteStateStore) -> list[VerifiedRun]:
     runs = []
     for record in store.read_runs("validator", NETUID):
         verdict = verify_run(
@@ -26,7 +28,11 @@ def _penalties(store: SQLiteStateStore) -> dict[str, set[str]]:
         )
         assert verdict.outcome is Outcome.VALID_V2, verdict.reason
         runs.append(VerifiedRun(record.run_id, "validator", verdict.hotkey or "", verdict.payload))
-    return penalized_hotkeys(runs)
+    return runs
+
+
+def _penalties(store: SQLiteStateStore) -> dict[str, set[str]]:
+    return penalized_hotkeys(_verified(store))
 
 
 def test_our_miner_is_penalized_by_exactly_one_validator_and_the_republish_lifts_only_that(tmp_path):
@@ -39,6 +45,9 @@ def test_our_miner_is_penalized_by_exactly_one_validator_and_the_republish_lifts
     assert ours in before
     others = set(before) - {ours}
     assert others, "the simulation should penalize more than our miner"
+    # The demo makes the penalizing validator the penalty authority: our penalty is enforced.
+    authority = Keypair.create_from_uri(chosen.penalized_by).ss58_address
+    assert ours in penalty_view(_verified(store), [authority]).enforced
 
     seq = republish_without_penalty(
         tmp_path / "state.sqlite", chosen.penalized_by, ours, tmp_path / "outbox.sqlite"
@@ -46,6 +55,7 @@ def test_our_miner_is_penalized_by_exactly_one_validator_and_the_republish_lifts
 
     after = _penalties(store)
     assert ours not in after
+    assert ours not in penalty_view(_verified(store), [authority]).enforced
     assert set(after) == others
     envelopes = [r.config[ENVELOPE_KEY] for r in store.read_runs("validator", NETUID)]
     assert seq == 2 and max(e["seq"] for e in envelopes) == 2
@@ -61,3 +71,10 @@ def test_the_banner_lists_every_url_and_our_miner(tmp_path):
     assert "http://127.0.0.1:9927/metrics" in banner and "http://127.0.0.1:19090" in banner
     assert "5Fabc (//miner5" in banner
     assert "note: prometheus and prometheus-alertmanager not found" in banner
+
+
+def test_the_network_exporter_enforces_the_penalizing_validators_checklist(tmp_path):
+    demo = Demo(DemoConfig(directory=tmp_path, echo=None))
+    demo.subnet = demo._seed()
+    authority = Keypair.create_from_uri(demo.subnet.penalizing_validator_uri).ss58_address
+    assert f"--network.penalty-authority={authority}" in demo.network_args()

@@ -1,7 +1,8 @@
 """End to end: demo exporters -> real Prometheus -> alert rules -> real Alertmanager -> webhook.
 
 The demo's own miner exporter holds the hotkey of a simulated miner that exactly one trusted
-validator penalizes. The network exporter reports the penalty, the generated
+validator penalizes, in its ``penalized_hotkeys_checklist``; the demo passes that validator as
+``--network.penalty-authority``. The network exporter reports the penalty as enforced, the generated
 ``OpenComputeMinerPenalized`` rule joins it with the miner's ``opencompute_identity_info`` on
 ``hotkey``, and Alertmanager delivers it. Republishing that validator's run without the penalty
 (signed, through the real publisher) must clear the alert with a resolved notification.
@@ -34,6 +35,7 @@ def _diagnostics(demo: Demo) -> str:
         parts.append("targets: " + json.dumps([(t["labels"]["job"], t["health"]) for t in api.targets()]))
         parts.append("alerts: " + json.dumps([(a["labels"]["alertname"], a["state"]) for a in api.alerts()]))
         parts.append("penalized: " + json.dumps(api.query("opencompute_network_miner_penalized")))
+        parts.append("enforced: " + json.dumps(api.query("opencompute_network_miner_penalty_enforced")))
         parts.append("identity: " + json.dumps(api.query("opencompute_identity_info")))
     except OSError as exc:
         parts.append(f"Prometheus API unreachable: {exc}")
@@ -57,6 +59,9 @@ def test_our_penalized_miner_alerts_and_resolves_once_the_validator_lifts_the_pe
     assert fired["labels"]["severity"] == "critical"
     assert fired["annotations"]["runbook_url"].endswith("#opencomputeminerpenalized")
     assert ours in fired["annotations"]["description"]
+    assert PrometheusAPI(demo.prometheus_url).query(
+        f'opencompute_network_miner_penalized{{hotkey="{ours}",list="penalized_hotkeys_checklist"}}'
+    ), "the enforced penalty should also be listed, with the list it comes from"
 
     # Other penalized miners are not ours: the join on hotkey keeps them out of this alert.
     strangers = {
@@ -72,7 +77,10 @@ def test_our_penalized_miner_alerts_and_resolves_once_the_validator_lifts_the_pe
 
     api = PrometheusAPI(demo.prometheus_url)
     cleared = poll(
-        lambda: api.query(f'opencompute_network_miner_penalized{{hotkey="{ours}"}}'),
+        lambda: api.query(
+            f'opencompute_network_miner_penalized{{hotkey="{ours}"}}'
+            f' or opencompute_network_miner_penalty_enforced{{hotkey="{ours}"}}'
+        ),
         lambda r: r == [],
         timeout=20,
     )

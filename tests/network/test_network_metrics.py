@@ -42,7 +42,9 @@ def values_for(tmp_path: Path, *argv: str) -> dict:
 def build(tmp_path: Path, clock: Clock, store: MemoryStateStore | None = None):
     store = store or MemoryStateStore(clock=clock)
     net = seed_network(store, validators=4, miners=16, seed=7, clock=clock)
-    parts = cli.build_exporter(values_for(tmp_path), store=store, source=net.source())
+    # Validator 0 publishes the penalty checklist: make it the authority, as the demo does.
+    authority = f"--network.penalty-authority={net.validator_hotkeys[0]}"
+    parts = cli.build_exporter(values_for(tmp_path, authority), store=store, source=net.source())
     parts.refresher.clock = clock
     parts.refresher.timer = lambda: 0.0
     return parts, store, net
@@ -91,6 +93,9 @@ def test_the_simulated_adversaries_show_up_in_the_metrics(refreshed):
     assert samples[("opencompute_network_validator_trusted", (("hotkey", net.low_stake_validator),))] == 0
     assert samples[("opencompute_network_trust_source_info", (("source", "chain"),))] == 1
     assert samples[("opencompute_network_miners_penalized", ())] == len(net.penalized)
+    enforced = {dict(k[1])["hotkey"] for k in samples if k[0] == "opencompute_network_miner_penalty_enforced"}
+    assert enforced == net.penalized  # validator 0's checklist holds every simulated penalty
+    assert samples[("opencompute_network_penalty_authority_seen", ())] == 1
     mismatched = [
         k for k, v in samples.items() if k[0] == "opencompute_network_miner_claim_mismatch" and v == 1
     ]

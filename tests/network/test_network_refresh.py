@@ -48,7 +48,7 @@ def test_each_refresh_reads_its_role_once_and_derives_every_view(store, network,
     assert r.refresh("validator") and spy.reads == [("validator", None)]
     snap = r.snapshot
     assert set(snap.allocation.claims) == network.allocated
-    assert set(snap.penalized) == network.penalized
+    assert set(snap.penalties.listed) == network.penalized
     assert snap.stats and all(uid in network.pog for uid in snap.stats)
     assert r.refresh("miner") and spy.reads[-1] == ("miner", None) and len(spy.reads) == 2
     assert {s.hotkey for s in r.snapshot.specs} <= set(network.miner_hotkeys)
