@@ -87,7 +87,8 @@ class SQLiteStateStore:
             },
         )
         self._Run = _models(self._db)
-        self._guard("init", lambda: self._db.create_tables([self._Run], safe=True))
+        self._busy_timeout = busy_timeout
+        self._guard("init", self._init_schema)
 
     # ------------------------------------------------------------------ StateStore
 
@@ -192,6 +193,22 @@ class SQLiteStateStore:
         self._db.close()
 
     # ------------------------------------------------------------------ internals
+
+    def _init_schema(self) -> None:
+        # Two processes opening a brand-new file race to switch it to WAL, which needs an
+        # exclusive lock that SQLite may refuse at once instead of waiting: retry until the
+        # busy timeout, so several exporters starting together on one host all come up.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                self._db.connect(reuse_if_open=True)
+                self._db.create_tables([self._Run], safe=True)
+                return
+            except peewee.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                self._db.close()
+                time.sleep(0.05)
 
     def _ensure_run(self, role: str, hotkey: str) -> Any:
         Run = self._Run
