@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporters.core.config import (
-    ConfigError,
     Flag,
     FlagSet,
     collector_flags,
@@ -22,6 +21,7 @@ from exporters.core.config import (
 )
 from exporters.core.identity import store_flags
 from exporters.core.runtime import Exporter, Loop
+from exporters.network.ours import OurHotkeys, OursCollector, our_flags, ss58_list
 from exporters.network.trust import build_resolver, chain_source, trust_flags
 from exporters.network.views import NI_PENALTY_AUTHORITY
 
@@ -37,6 +37,7 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("penalties", True, "penalized miners (both list shapes) and which penalties are enforced."),
     ("stats", True, "dominant proof-of-GPU entry per uid and validator agreement."),
     ("specs", True, "miner-published GPU specs and claim mismatches."),
+    ("ours", True, "the hotkeys declared as yours (--network.our-hotkeys), for alert and dashboard joins."),
 )
 
 
@@ -46,6 +47,7 @@ def flags() -> FlagSet:
     fs.add(*web_flags(DEFAULT_PORT))
     fs.add(*collector_flags(COLLECTORS))
     fs.add(*store_flags())
+    fs.add(*our_flags())
     fs.add(
         *trust_flags("network", DEFAULT_STATE_DIR),
         Flag(
@@ -75,7 +77,7 @@ def flags() -> FlagSet:
             "enforced, as the original validator enforces the one hotkey it hardcodes (NI's). Only a "
             "trusted validator's verified run counts.",
             default=(NI_PENALTY_AUTHORITY,),
-            convert=parse_hotkeys,
+            convert=ss58_list("network.penalty-authority", allow_empty=False),
             metavar="HOTKEY[,HOTKEY...]",
         ),
         Flag(
@@ -89,24 +91,6 @@ def flags() -> FlagSet:
     return fs
 
 
-def parse_hotkeys(text: str) -> tuple[str, ...]:
-    """A comma-separated list of ss58 hotkeys (checksum verified); every bad entry reported at once."""
-    from bittensor_core import Keypair  # lazy, though cheap: converters run only on parse
-
-    entries = [part.strip() for part in text.split(",") if part.strip()]
-    problems = []
-    for entry in entries:
-        try:
-            Keypair(ss58_address=entry)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"--network.penalty-authority: {entry!r} is not an ss58 address ({exc})")
-    if not entries:
-        problems.append("--network.penalty-authority: expected at least one ss58 hotkey")
-    if problems:
-        raise ConfigError(problems)
-    return tuple(dict.fromkeys(entries))
-
-
 @dataclass
 class NetworkParts:
     """What :func:`build_exporter` assembled, so tests, the demo and benchmarks reach the pieces."""
@@ -114,6 +98,7 @@ class NetworkParts:
     exporter: Exporter
     refresher: Any
     loops: list[Loop] = field(default_factory=list)
+    ours: OurHotkeys = field(default_factory=OurHotkeys)
 
 
 def build_exporter(
@@ -148,7 +133,10 @@ def build_exporter(
     ]
     enabled = enabled_collectors(values, COLLECTORS)
     collectors = build_collectors(lambda: refresher.snapshot, store, enabled)
-    return NetworkParts(Exporter("network", collectors, loops=loops), refresher, loops)
+    ours = OurHotkeys.from_values(values)
+    if enabled.get("ours", True):
+        collectors.append(OursCollector(ours))
+    return NetworkParts(Exporter("network", collectors, loops=loops), refresher, loops, ours)
 
 
 def run(values: dict[str, Any]) -> int:

@@ -28,6 +28,7 @@ LIVE_FAMILIES = {  # describe the refresher or the process, not cached run data
     "opencompute_network_refresh_success",
     "opencompute_network_refresh_failures",
     "opencompute_state_store_info",
+    "opencompute_network_our_hotkey_info",
     "opencompute_state_store_requests",
 }
 
