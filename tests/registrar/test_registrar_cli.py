@@ -126,7 +126,9 @@ def test_an_unregistered_hotkey_exits_14(chain, on_fake_chain):
 def test_a_chain_rate_limit_exits_20_after_a_single_submission(chain, on_fake_chain):
     chain.reject_next_submit("ServingRateLimitExceeded")
 
-    assert register(*ALICE, "--registrar.ip", PUBLIC_IP, "--registrar.version", "190") == ExitCode.RATE_LIMITED
+    code = register(*ALICE, "--registrar.ip", PUBLIC_IP, "--registrar.version", "190")
+
+    assert code == ExitCode.RATE_LIMITED
     assert len(chain.submissions) == 1
 
 
