@@ -2,7 +2,8 @@
 
 Target up/down, per-collector success and duration (node_exporter style), the network
 exporter's background refresh, the publishers' outbox, NVML, ComputeDb and the registrar's
-on-chain record. No ``$hotkey`` variable here: the network exporter and registrar have no identity to filter on.
+on-chain record. No ``$hotkey`` variable here: the network exporter and registrar have no
+identity to filter on.
 """
 
 from __future__ import annotations

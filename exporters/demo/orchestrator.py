@@ -11,7 +11,9 @@ What :class:`Demo` sets up under one directory (``DemoConfig.directory``):
 3. Three child processes, started the way a real deployment runs them:
    ``opencompute-exporter validator`` and ``network`` (via ``python -m exporters``), and the
    miner exporter with SIMULATED GPUs (``python -m exporters.demo.simgpu_miner``) holding the
-   hotkey of one simulated miner, so alerts that join on ``hotkey`` light up.
+   hotkey of one simulated miner, so alerts that join on ``hotkey`` light up. A fourth, the
+   registrar loop on a SIMULATED chain (``python -m exporters.demo.simchain``), signing as the
+   ComputeDb's validator.
 4. When the binaries exist: Prometheus scraping them with the generated alert rules, an
    Alertmanager routing every alert to a webhook receiver that the demo runs itself and that
    prints each notification.

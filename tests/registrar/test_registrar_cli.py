@@ -254,5 +254,9 @@ def test_loop_mode_serves_the_registrar_metrics(chain, on_fake_chain, monkeypatc
     assert "opencompute_registrar_up_to_date 1.0" in body
     assert "opencompute_registrar_last_success_timestamp_seconds" in body
     assert 'opencompute_scrape_collector_success{collector="registrar"} 1.0' in body
+    assert 'opencompute_registrar_serves_total{cause="no_record"} 1.0' in body
+    assert 'opencompute_registrar_record_owner{owner="ours"} 1.0' in body
+    assert 'opencompute_registrar_role_info{role="validator"} 1.0' in body
+    assert f'opencompute_registrar_onchain_address_info{{ip="{PUBLIC_IP}",ip_type="4"}} 1.0' in body
 
     assert_promtool_clean(body)
