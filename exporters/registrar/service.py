@@ -1,10 +1,11 @@
 """Bring the on-chain Prometheus record up to date: read, compare, check, submit, with bounded retries.
 
-One *run* reconciles the record once. It reads ``SubtensorModule.Prometheus(netuid, hotkey)`` and
-compares version, ip, port and ip_type with what we want: **with the chain's values**. (The
-original subnet code compared its own version with itself, so a version bump with an unchanged
-endpoint was reported as "already served" and never pushed.) Only a differing record, or
-``--force``, leads to a ``serve_prometheus`` extrinsic signed by the hotkey.
+One *run* reconciles the record once. It reads ``SubtensorModule.Prometheus(netuid, hotkey)``,
+resolves what we want (the version on chain is kept unless one is given: on SN27 it is the
+validator neuron's beacon; the port follows the role) and compares version, ip, port and ip_type
+**with the chain's values** (the original compared its own version with itself). Only a
+differing record, or ``--force``, leads to a ``serve_prometheus`` extrinsic signed by the hotkey,
+and never inside the serving rate limit, whoever served last.
 
 Retries: a run is a sequence of *attempts*, each a fresh connection doing the whole
 read-compare-submit cycle, so a retry after a lost answer first looks at the chain and does not
