@@ -1,8 +1,9 @@
 """Exporter health: are the opencompute exporters themselves working?
 
 Target up/down, per-collector success and duration (node_exporter style), the network
-exporter's background refresh, the publishers' outbox, NVML, ComputeDb and the registrar. No
-``$hotkey`` variable here: the network exporter and registrar have no identity to filter on.
+exporter's background refresh, the publishers' outbox, NVML, ComputeDb and the registrar's
+on-chain record. No ``$hotkey`` variable here: the network exporter and registrar have no
+identity to filter on.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def _publishing() -> hs.Row:
 
 def _upstreams() -> hs.Row:
     return hs.Row(
-        "NVML, ComputeDb and registrar",
+        "NVML and ComputeDb",
         [
             hs.state_timeline(
                 "NVML up",
@@ -208,20 +209,67 @@ def _upstreams() -> hs.Row:
                 [hs.target(q.EXPORTER_VALIDATOR_DB_UP, "{{instance}}")],
                 description="Whether the validator exporter can read ComputeDb.",
             ),
+        ],
+    )
+
+
+def _registrar() -> hs.Row:
+    """The on-chain Prometheus record: SN27's validator version beacon, shared with the neuron."""
+    return hs.Row(
+        "Registrar: the on-chain Prometheus record",
+        [
             hs.timeseries(
                 "Registrar: time since last success",
                 "s",
                 [hs.target(q.EXPORTER_REGISTRAR_SUCCESS_AGE, "{{instance}}")],
                 description="Time since the registrar last served (or confirmed) the on-chain "
-                "Prometheus endpoint.",
+                "Prometheus record.",
                 min_value=0,
             ),
             hs.timeseries(
                 "Registrar attempts",
                 "cps",
                 [hs.target(q.EXPORTER_REGISTRAR_ATTEMPT_RATE, "{{instance}} {{outcome}}")],
-                description="Registrar attempts per second by outcome.",
+                description="Registrar runs per second by outcome; waiting_rate_limit is a serve "
+                "held back until the chain's serving rate limit has passed.",
                 min_value=0,
+            ),
+            hs.timeseries(
+                "Registrar: on-chain version",
+                "none",
+                [hs.target(q.EXPORTER_REGISTRAR_ONCHAIN_VERSION, "{{instance}}")],
+                description="Version in the record (100*major + 10*minor + patch). It is the SN27 "
+                "neuron's: miners read it, the registrar keeps it.",
+            ),
+            hs.state_timeline(
+                "Registrar: record owner",
+                "none",
+                [hs.target(q.EXPORTER_REGISTRAR_OWNER, "{{instance}} {{owner}}")],
+                description="Whose endpoint the record carries: ours (the exporter's ip and port), "
+                "the neuron's (port 8091 after it re-served), other, or none.",
+                mappings=hs.YES_NO,
+            ),
+            hs.timeseries(
+                "Registrar: serves",
+                "short",
+                [
+                    hs.target(q.EXPORTER_REGISTRAR_SERVES, "{{instance}} ours: {{cause}}"),
+                    hs.target(q.EXPORTER_REGISTRAR_OTHER_SERVES, "{{instance}} by {{by}}"),
+                ],
+                description="Our serves by cause, and serves by others seen on chain. More than one "
+                "of each per neuron upgrade or IP change would mean the two fight.",
+                min_value=0,
+            ),
+            hs.table(
+                "Registrar: on-chain endpoint",
+                "none",
+                [
+                    hs.target(q.EXPORTER_REGISTRAR_ADDRESS, instant=True, table=True),
+                    hs.target(q.EXPORTER_REGISTRAR_PORT, instant=True, table=True),
+                ],
+                description="IP and port in the record as the registrar last read them.",
+                columns={"B": ("Port", "none")},
+                hide=("Time", "__name__", "job", "Value #A"),
             ),
         ],
     )
@@ -238,5 +286,5 @@ def build() -> core.Dashboard:
             hs.job_variable(q.VAR_EXPORTER_JOB),
             hs.instance_variable(q.VAR_EXPORTER_INSTANCE),
         ],
-        rows=[_targets(), _collectors(), _refresh(), _publishing(), _upstreams()],
+        rows=[_targets(), _collectors(), _refresh(), _publishing(), _upstreams(), _registrar()],
     )

@@ -236,6 +236,16 @@ EXPORTER_REGISTRAR_SUCCESS_AGE = f"time() - opencompute_registrar_last_success_t
 EXPORTER_REGISTRAR_ATTEMPT_RATE = (
     f"sum by (instance, outcome) (rate(opencompute_registrar_attempts_total{{{_TARGET}}}[{_RATE}]))"
 )
+EXPORTER_REGISTRAR_ONCHAIN_VERSION = f"opencompute_registrar_onchain_version{{{_TARGET}}}"
+EXPORTER_REGISTRAR_OWNER = f"opencompute_registrar_record_owner{{{_TARGET}}}"
+EXPORTER_REGISTRAR_SERVES = (
+    f"sum by (instance, cause) (increase(opencompute_registrar_serves_total{{{_TARGET}}}[{_RATE}]))"
+)
+EXPORTER_REGISTRAR_OTHER_SERVES = (
+    f"sum by (instance, by) (increase(opencompute_registrar_record_changes_total{{{_TARGET}}}[{_RATE}]))"
+)
+EXPORTER_REGISTRAR_ADDRESS = f"opencompute_registrar_onchain_address_info{{{_TARGET}}}"
+EXPORTER_REGISTRAR_PORT = f"opencompute_registrar_onchain_port{{{_TARGET}}}"
 
 
 def all_queries() -> dict[str, str]:

@@ -11,7 +11,9 @@ What :class:`Demo` sets up under one directory (``DemoConfig.directory``):
 3. Three child processes, started the way a real deployment runs them:
    ``opencompute-exporter validator`` and ``network`` (via ``python -m exporters``), and the
    miner exporter with SIMULATED GPUs (``python -m exporters.demo.simgpu_miner``) holding the
-   hotkey of one simulated miner, so alerts that join on ``hotkey`` light up.
+   hotkey of one simulated miner, so alerts that join on ``hotkey`` light up. A fourth, the
+   registrar loop on a SIMULATED chain (``python -m exporters.demo.simchain``), signing as the
+   ComputeDb's validator.
 4. When the binaries exist: Prometheus scraping them with the generated alert rules, an
    Alertmanager routing every alert to a webhook receiver that the demo runs itself and that
    prints each notification.
@@ -46,7 +48,13 @@ Address = tuple[str, int]
 NETUID = 27
 PENALIZED = 4  # simulated penalties: enough that one of them is allocated and ours
 VALIDATOR_URI = "//validator"  # the ComputeDb's own validator (exporters.validator.simulate)
-JOBS = {"miner": "opencompute-miner", "validator": "opencompute-validator", "network": "opencompute-network"}
+JOBS = {
+    "miner": "opencompute-miner",
+    "validator": "opencompute-validator",
+    "network": "opencompute-network",
+    "registrar": "opencompute-registrar",
+}
+REGISTRAR_IP = "203.0.113.27"  # what the demo's registrar publishes (on its SIMULATED chain)
 
 
 class DemoError(RuntimeError):
@@ -84,6 +92,7 @@ class DemoConfig:
     miner_address: Address = ("127.0.0.1", 9927)
     validator_address: Address = ("127.0.0.1", 9928)
     network_address: Address = ("127.0.0.1", 9929)
+    registrar_address: Address = ("127.0.0.1", 9930)
     prometheus: bool = True
     require_prometheus: bool = False  # tests: missing binaries are an error, not a degradation
     prometheus_address: Address = ("127.0.0.1", 19090)
@@ -221,16 +230,23 @@ class Demo:
                 [sys.executable, "-m", "exporters.demo.simgpu_miner", *self.miner_args()],
                 cfg.miner_address,
             ),
+            "registrar": (
+                [sys.executable, "-m", "exporters.demo.simchain", *self.registrar_args()],
+                cfg.registrar_address,
+            ),
         }
         children = {}
         # The miner's port check aims at the network exporter: start the miner once that listens.
-        for name in ("network", "validator", "miner"):
+        for name in ("network", "validator", "miner", "registrar"):
             argv, _ = specs[name]
             if name == "miner":
                 self._wait_exporter(children["network"], specs["network"][1])
             children[name] = self.supervisor.start(name, argv, env=env, cwd=self.dir, echo=True)
         for name in ("miner", "validator", "network"):
             self.urls[f"{name} exporter"] = self._wait_exporter(children[name], specs[name][1])
+        self.urls["registrar (simulated chain)"] = self._wait_exporter(
+            children["registrar"], cfg.registrar_address
+        )
 
     def _wait_exporter(self, child: Any, address: Address) -> str:
         url = f"http://{_hostport(address)}/metrics"
@@ -279,6 +295,21 @@ class Demo:
             "--validator.local-timezone=UTC",
             "--validator.publish-interval=30s",
             *identity_args(VALIDATOR_URI, self.subnet.state_path, self.dir / "validator-outbox.sqlite"),
+        ]
+
+    def registrar_args(self) -> list[str]:
+        """Flags of the registrar loop on its SIMULATED chain (``exporters.demo.simchain``).
+
+        It signs as the ComputeDb's validator and keeps the version the simulated neuron served.
+        """
+        interval = f"{self.config.network_refresh_interval:g}s"
+        return [
+            *self.common_args(self.config.registrar_address),
+            "--hotkey.uri",
+            VALIDATOR_URI,
+            f"--registrar.ip={REGISTRAR_IP}",
+            f"--registrar.interval={interval}",
+            f"--netuid={NETUID}",
         ]
 
     def trust_args(self, prefix: str) -> list[str]:
@@ -357,6 +388,7 @@ class Demo:
             JOBS["miner"]: _hostport(cfg.miner_address),
             JOBS["validator"]: _hostport(cfg.validator_address),
             JOBS["network"]: _hostport(cfg.network_address),
+            JOBS["registrar"]: _hostport(cfg.registrar_address),
         }
         prom_cfg = promstack.write_yaml(
             self.dir / "prometheus" / "prometheus.yml",

@@ -1,14 +1,20 @@
-"""``opencompute-exporter register-prometheus``: publish the validator's on-chain Prometheus record.
+"""``opencompute-exporter register-prometheus``: point the on-chain Prometheus record at our exporter.
 
 Submits ``SubtensorModule.serve_prometheus(netuid, version, ip, port, ip_type)`` signed by the
-hotkey. On SN27 that record is a software-version beacon that miners read, so what matters is the
-``version``: 100*major + 10*minor + patch of this suite (``--registrar.version`` to override).
+hotkey. On SN27 that record is the validator's software-version beacon: miners read its
+``version``, and the validator neuron re-serves (at port 8091) whenever the on-chain version
+differs from its own. So the version is never ours: by default the registrar keeps the version on
+chain and changes only the ip and port (the exporter's: 9928 on a validator, 9927 on a miner).
+The neuron compares only the version, so it never reacts to our ip/port; when it upgrades, it
+serves once, and we serve once after the serving rate limit, keeping its new version
+(docs/metrics/registrar.md, "Living with the neuron"). A hotkey without a validator permit is a
+miner's: refused (exit 15) unless ``--registrar.role=miner``.
 
 It reads the current record first and does nothing when version, ip, port and ip_type already
 match the chain (``--force`` re-serves), checks locally what the chain would reject, and retries
 only transport failures, with bounded exponential backoff and full jitter. Run it once (cron, a
-systemd timer, a deploy hook) or as a loop (``--registrar.interval 10m``) that also serves its own
-metrics on ``--web.listen-address`` (default :9930).
+systemd timer, a deploy hook) or as a loop (``--registrar.interval 10m``) that waits out the
+serving rate limit and serves its own metrics on ``--web.listen-address`` (default :9930).
 
 Exit codes (also in ``--help``):
 
@@ -23,6 +29,8 @@ Exit codes (also in ``--help``):
   12  invalid port (0 or outside 1..65535)
   13  IP out of range (IPv4 >= u32::MAX, i.e. 255.255.255.255)
   14  hotkey not registered on the subnet
+  15  hotkey is a miner's (no validator permit); pass --registrar.role=miner to serve anyway
+  16  no record on chain to keep the version of; pass --registrar.version
   20  rate limited (``ServingRateLimitExceeded``); never retried
   21  other chain error, reported with the chain's error name; never retried
   22  chain unreachable after ``--registrar.max-attempts`` / ``--registrar.max-retry-time``
@@ -41,11 +49,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from exporters import __version__
 from exporters.core.config import (
     ConfigError,
     Flag,
     FlagSet,
+    choice,
     parse_duration,
     parse_netuid,
     positive_duration,
@@ -54,12 +62,14 @@ from exporters.core.config import (
 )
 from exporters.registrar.record import (
     EXIT_CODE_HELP,
-    DesiredRecord,
+    NEURON_PORT,
+    PORT_BY_ROLE,
     ExitCode,
     IPAddress,
+    Role,
+    Target,
     decode_version,
     discover_ip,
-    encode_version,
     parse_ip,
     parse_port,
     parse_version,
@@ -69,7 +79,7 @@ log = logging.getLogger("opencompute.registrar")
 
 HELP_EPILOG = EXIT_CODE_HELP
 DEFAULT_NETUID = 27
-DEFAULT_PORT = 9928  # the validator exporter's port
+ROLES = ("auto", "validator", "miner")
 DEFAULT_WALLET_PATH = "~/.bittensor/wallets"
 
 
@@ -119,15 +129,38 @@ def flags() -> FlagSet:
             convert=parse_ip,
             metavar="IP",
         ),
-        Flag("registrar.port", "Port to publish.", default=DEFAULT_PORT, convert=parse_port, metavar="PORT"),
+        Flag(
+            "registrar.role",
+            "auto: a hotkey with a validator permit is a validator's, any other a miner's and refused "
+            "(exit 15); validator; or miner, to publish a miner's record anyway.",
+            default="auto",
+            convert=choice(ROLES),
+        ),
+        Flag(
+            "registrar.port",
+            f"Port to publish. Default follows the role: {PORT_BY_ROLE[Role.VALIDATOR]} (validator "
+            f"exporter) or {PORT_BY_ROLE[Role.MINER]} (miner exporter).",
+            default=None,
+            convert=parse_port,
+            metavar="PORT",
+        ),
         Flag(
             "registrar.version",
             "Version to publish: MAJOR.MINOR.PATCH (encoded 100*major+10*minor+patch; minor and "
-            "patch must be < 10) or an explicit integer. Default: this suite's version "
-            f"({__version__}).",
+            "patch must be < 10) or an integer. Default: keep the version on chain, which is the SN27 "
+            "neuron's; required when the hotkey has no record yet (exit 16 without it). On a "
+            "validator an explicit version that differs from the neuron's makes the two fight.",
             default=None,
             convert=parse_version,
             metavar="VERSION",
+        ),
+        Flag(
+            "registrar.neuron-port",
+            "Port the SN27 neuron serves (bittensor's default axon port, or BT_AXON_PORT): a record "
+            "with it is counted as the neuron's.",
+            default=NEURON_PORT,
+            convert=parse_port,
+            metavar="PORT",
         ),
         Flag(
             "registrar.interval",
@@ -177,14 +210,6 @@ def flags() -> FlagSet:
     return fs
 
 
-def suite_version() -> int:
-    """This suite's version as the beacon integer; refuses an ambiguous encoding."""
-    try:
-        return encode_version(__version__)
-    except ValueError as exc:
-        raise ConfigError([f"cannot encode the suite version: {exc} (use --registrar.version N)"]) from None
-
-
 def chain_target(values: dict[str, Any]) -> str:
     """The network name or URL for ``bittensor.Client``, validated against bittensor's presets."""
     from bittensor.settings import resolve_endpoint
@@ -227,8 +252,14 @@ def load_signer(values: dict[str, Any]) -> Any:
         raise KeyLoadError(f"cannot load the hotkey from {where}: {exc}") from exc
 
 
-def desired_factory(values: dict[str, Any], version: int) -> Callable[[], DesiredRecord]:
-    """A function giving the record to publish; rediscovers the IP each run unless it is explicit."""
+def role_of(values: dict[str, Any]) -> Role | None:
+    """The explicit role, or None to detect it from the chain's validator permit."""
+    text = values["registrar_role"]
+    return None if text == "auto" else Role(text)
+
+
+def target_factory(values: dict[str, Any]) -> Callable[[], Target]:
+    """A function giving what to publish; rediscovers the IP each run unless it is explicit."""
     explicit: IPAddress | None = values["registrar_ip"]
     if (
         explicit is not None
@@ -240,11 +271,11 @@ def desired_factory(values: dict[str, Any], version: int) -> Callable[[], Desire
             "--registrar.ip %s is not a public address; miners outside its network cannot use it", explicit
         )
 
-    def desired() -> DesiredRecord:
+    def target() -> Target:
         address = explicit if explicit is not None else discover_ip()
-        return DesiredRecord.for_address(values["netuid"], version, address, values["registrar_port"])
+        return Target(values["netuid"], address, values["registrar_port"], values["registrar_version"])
 
-    return desired
+    return target
 
 
 def make_client(target: str) -> Any:
@@ -260,9 +291,6 @@ def build_registrar(
     """Wire a :class:`~exporters.registrar.service.Registrar` from resolved flag values."""
     from exporters.registrar.service import Registrar, RetryPolicy
 
-    version = values["registrar_version"]
-    if version is None:
-        version = suite_version()
     if client_factory is None:
         target = chain_target(values)
 
@@ -272,7 +300,10 @@ def build_registrar(
     return Registrar(
         signer=signer,
         client_factory=client_factory,
-        desired=desired_factory(values, version),
+        target=target_factory(values),
+        role=role_of(values),
+        neuron_port=values["registrar_neuron_port"],
+        wait_rate_limit=values["registrar_interval"] > 0,
         policy=RetryPolicy(
             max_attempts=values["registrar_max_attempts"],
             max_time=values["registrar_max_retry_time"],
@@ -284,17 +315,18 @@ def build_registrar(
 
 
 def dry_run(values: dict[str, Any], signer: Any, out: Any = None) -> int:
-    """Print the call a submission would compose, without any chain access."""
-    from exporters.registrar.record import DiscoveryError, LocalCheckError, check_locally
+    """Print the call a submission would compose, without any chain access.
+
+    What only the chain can tell (the version to keep, the role when ``auto``) is printed as
+    such, never guessed.
+    """
+    from exporters.registrar.record import DiscoveryError, LocalCheckError
     from exporters.registrar.service import build_call
 
     out = out or sys.stdout
-    version = values["registrar_version"]
-    if version is None:
-        version = suite_version()
     try:
-        desired = desired_factory(values, version)()
-        check_locally(desired)
+        target = target_factory(values)()
+        target.precheck()
     except DiscoveryError as exc:
         log.error("%s", exc)
         return int(ExitCode.IP_DISCOVERY)
@@ -303,16 +335,27 @@ def dry_run(values: dict[str, Any], signer: Any, out: Any = None) -> int:
         return int(exc.code)
     import asyncio
 
-    call = asyncio.run(build_call(desired))
-    target = values["subtensor_chain_endpoint"] or values["subtensor_network"]
+    role = role_of(values)
+    port = target.port if target.port is not None else PORT_BY_ROLE[role or Role.VALIDATOR]
+    desired = Target(target.netuid, target.address, port, target.version if target.version else 0)
+    call = asyncio.run(build_call(desired.resolve(None, role or Role.VALIDATOR)))
+    params = dict(call.params)
+    if target.version is None:
+        params["version"] = "kept from the on-chain record"
+    target_name = values["subtensor_chain_endpoint"] or values["subtensor_network"]
     document = {
         "dry_run": True,
-        "network": target,
+        "network": target_name,
         "signer": signer.ss58_address,
         "signer_role": "hotkey",
-        "call": {"module": call.module, "function": call.function, "params": dict(call.params)},
-        "ip": desired.address,
-        "version": f"{desired.version} ({decode_version(desired.version)})",
+        "role": role.value if role else "validator if the hotkey has a validator permit, else refused",
+        "call": {"module": call.module, "function": call.function, "params": params},
+        "ip": str(target.address),
+        "version": (
+            f"{target.version} ({decode_version(target.version)})"
+            if target.version is not None
+            else "kept from the on-chain record (the neuron's)"
+        ),
         "wait_for_finalization": values["wait_for_finalization"],
     }
     print(json.dumps(document, indent=2), file=out)
@@ -338,8 +381,26 @@ def run(values: dict[str, Any]) -> int:
     return _serve_loop(values, registrar, interval)
 
 
+def registrar_loop(registrar: Any, interval: float) -> Any:
+    """The background loop: every ``interval``, or sooner when a rate-limit wait ends first."""
+    from exporters.core.runtime import Loop
+
+    class WaitingLoop(Loop):
+        def _run(self) -> None:
+            while True:
+                result = None
+                try:
+                    result = registrar.run_once()
+                except Exception:  # run_once never raises; a bug here must not end the loop
+                    log.exception("registrar loop failed")
+                if self._stop.wait(registrar.next_delay(self.interval, result)):
+                    return
+
+    return WaitingLoop("registrar", interval, registrar.run_once)
+
+
 def _serve_loop(values: dict[str, Any], registrar: Any, interval: float) -> int:
-    from exporters.core.runtime import Exporter, Loop
+    from exporters.core.runtime import Exporter
     from exporters.core.webconfig import load_web_config
     from exporters.registrar.metrics import RegistrarCollector
 
@@ -347,7 +408,7 @@ def _serve_loop(values: dict[str, Any], registrar: Any, interval: float) -> int:
     exporter = Exporter(
         "registrar",
         [RegistrarCollector(registrar.state)],
-        loops=[Loop("registrar", interval, registrar.run_once)],
+        loops=[registrar_loop(registrar, interval)],
     )
     log.info("registrar loop: hotkey %s, netuid %d, every %gs", registrar.hotkey, values["netuid"], interval)
     return exporter.serve(values, web)

@@ -20,7 +20,7 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -46,6 +46,8 @@ class ExitCode(IntEnum):
     INVALID_PORT = 12  # port 0 or outside 1..65535
     IP_OUT_OF_RANGE = 13  # IPv4 value >= u32::MAX (255.255.255.255) or IPv6 beyond u128
     NOT_REGISTERED = 14  # the hotkey holds no UID on the subnet
+    MINER_HOTKEY = 15  # the hotkey has no validator permit: refused unless --registrar.role=miner
+    NO_VERSION = 16  # no record on chain to keep the version of, and no --registrar.version
     RATE_LIMITED = 20  # ServingRateLimitExceeded (predicted locally or returned by the chain)
     CHAIN_ERROR = 21  # any other chain rejection, reported with the chain's error name
     UNREACHABLE = 22  # transport errors until --registrar.max-attempts / --registrar.max-retry-time
@@ -63,6 +65,8 @@ exit codes:
   12  invalid port (0 or outside 1..65535)
   13  IP out of range (IPv4 >= u32::MAX, i.e. 255.255.255.255)
   14  hotkey not registered on the subnet
+  15  hotkey is a miner's (no validator permit); pass --registrar.role=miner to serve anyway
+  16  no record on chain to keep the version of; pass --registrar.version
   20  rate limited (ServingRateLimitExceeded); not retried
   21  other chain error, reported with the chain's error name; not retried
   22  chain unreachable after the bounded retries"""
@@ -210,6 +214,107 @@ class DesiredRecord:
             "port": self.port,
             "ip_type": self.ip_type,
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# Who owns which field of the record, and what we publish
+
+
+class Role(StrEnum):
+    """What the hotkey is on the subnet; decides the default port and whether we serve at all."""
+
+    VALIDATOR = "validator"
+    MINER = "miner"
+
+
+# The exporter a record should point at, by role (the suite's standard ports).
+PORT_BY_ROLE: dict[Role, int] = {Role.MINER: 9927, Role.VALIDATOR: 9928}
+# The SN27 validator neuron serves bittensor's default axon port (or BT_AXON_PORT).
+NEURON_PORT = 8091
+
+
+class Owner(StrEnum):
+    """Whose endpoint the on-chain record carries: the bounded ``owner`` label."""
+
+    OURS = "ours"  # ip, port and ip_type are what this registrar publishes
+    NEURON = "neuron"  # the port is the SN27 neuron's (8091 unless --registrar.neuron-port)
+    OTHER = "other"  # anything else (another tool, an old configuration)
+    NONE = "none"  # no record on chain
+
+
+class Cause(StrEnum):
+    """Why this registrar served: the bounded ``cause`` label of the serve counter."""
+
+    NO_RECORD = "no_record"  # first record, with an explicit --registrar.version
+    VERSION = "version"  # an explicit --registrar.version differs from the chain's
+    NEURON_RESERVED = "neuron_reserved"  # the neuron served its endpoint over ours
+    IP = "ip"  # our address changed (or ip_type)
+    PORT = "port"  # our port changed
+    FORCED = "forced"  # --force on an unchanged record
+
+
+@dataclass(frozen=True)
+class Target:
+    """What we want before reading the chain: ``None`` fields are resolved from the chain.
+
+    ``version`` None keeps the version on chain (it is the neuron's, never this suite's);
+    ``port`` None follows the role (9928 validator, 9927 miner).
+    """
+
+    netuid: int
+    address: IPAddress
+    port: int | None = None
+    version: int | None = None
+
+    def precheck(self) -> None:
+        """What can be refused before reading the chain: the address and any explicit port/version."""
+        port = self.port if self.port is not None else PORT_BY_ROLE[Role.VALIDATOR]
+        check_locally(DesiredRecord.for_address(self.netuid, self.version or 0, self.address, port))
+
+    def resolve(self, current: PrometheusRecord | None, role: Role) -> DesiredRecord:
+        """The concrete record to publish next to ``current``; NO_VERSION when there is nothing to keep."""
+        version = self.version
+        if version is None:
+            if current is None:
+                raise LocalCheckError(
+                    ExitCode.NO_VERSION,
+                    "no Prometheus record on chain to keep the version of: the version is the "
+                    "neuron's to publish (the SN27 validator serves it at start-up), so start the "
+                    "neuron first or pass --registrar.version",
+                )
+            version = current.version
+        port = self.port if self.port is not None else PORT_BY_ROLE[role]
+        return DesiredRecord.for_address(self.netuid, version, self.address, port)
+
+
+def owner_of(
+    record: PrometheusRecord | None, desired: DesiredRecord, neuron_port: int = NEURON_PORT
+) -> Owner:
+    """Whose endpoint ``record`` carries; the version is not ours to own, so it is not compared."""
+    if record is None:
+        return Owner.NONE
+    if (record.ip, record.port, record.ip_type) == (desired.ip, desired.port, desired.ip_type):
+        return Owner.OURS
+    if record.port == neuron_port:
+        return Owner.NEURON
+    return Owner.OTHER
+
+
+def serve_cause(
+    record: PrometheusRecord | None, desired: DesiredRecord, neuron_port: int = NEURON_PORT
+) -> Cause:
+    """Why a serve of ``desired`` over ``record`` is needed (``FORCED`` when nothing differs)."""
+    if record is None:
+        return Cause.NO_RECORD
+    if record.version != desired.version:
+        return Cause.VERSION
+    if record.port == neuron_port and record.port != desired.port:
+        return Cause.NEURON_RESERVED
+    if (record.ip, record.ip_type) != (desired.ip, desired.ip_type):
+        return Cause.IP
+    if record.port != desired.port:
+        return Cause.PORT
+    return Cause.FORCED
 
 
 def check_locally(desired: DesiredRecord) -> None:

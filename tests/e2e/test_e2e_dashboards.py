@@ -24,10 +24,7 @@ pytestmark = pytest.mark.integration
 
 # Panels that cannot have data in the demo, with the reason (reported to the maintainers). A
 # gap that starts returning data fails the test too, so this list cannot go stale silently.
-KNOWN_GAPS: dict[str, str] = {
-    "Registrar: time since last success": "the registrar needs a chain to succeed; the demo has none",
-    "Registrar attempts": "the registrar (register-prometheus) is not part of the demo",
-}
+KNOWN_GAPS: dict[str, str] = {}
 WARMUP_TIMEOUT = 25.0  # first scrape ~5.5 s after start, then a few 1 s scrapes for rate()
 DATA_TIMEOUT = 30.0
 

@@ -67,7 +67,7 @@ def processes_mentioning(marker: str) -> list[str]:
 
 
 def demo_command(directory: Path, ports: list[int], *extra: str) -> list[str]:
-    names = ("miner", "validator", "network", "prometheus", "alertmanager", "webhook")
+    names = ("miner", "validator", "network", "prometheus", "alertmanager", "webhook", "registrar")
     addresses = [
         f"--demo.{name}-listen-address=127.0.0.1:{port}" for name, port in zip(names, ports, strict=True)
     ]
@@ -89,7 +89,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 def test_the_demo_command_serves_everything_and_stops_every_child_on_sigterm(tmp_path):
     require_binaries()
-    ports = free_ports(6)
+    ports = free_ports(7)
     proc, out = start(demo_command(tmp_path, ports, "--demo.scrape-interval=1s"))
     try:
         assert out.wait_for(BANNER, timeout=45), out.text()
@@ -111,7 +111,7 @@ def test_the_demo_command_serves_everything_and_stops_every_child_on_sigterm(tmp
 
 
 def test_the_demo_command_runs_the_exporters_and_says_so_when_prometheus_is_not_installed(tmp_path):
-    ports = free_ports(6)
+    ports = free_ports(7)
     empty_bin = tmp_path / "bin"
     empty_bin.mkdir()
     env = {**os.environ, "PATH": str(empty_bin)}
@@ -127,7 +127,7 @@ def test_the_demo_command_runs_the_exporters_and_says_so_when_prometheus_is_not_
 
 
 def test_ctrl_c_while_the_demo_is_starting_stops_what_was_started(tmp_path):
-    ports = free_ports(6)
+    ports = free_ports(7)
     proc, out = start(demo_command(tmp_path, ports, "--demo.no-prometheus"))
     try:
         assert out.wait_for("seeded", timeout=30), out.text()

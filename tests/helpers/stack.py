@@ -109,12 +109,13 @@ def running_demo(
     their promtool tests keep production values); alerts go to ``webhook_url``.
     """
     require_binaries()
-    miner, validator, network, prom, am = free_ports(5)
+    miner, validator, network, prom, am, registrar = free_ports(6)
     config = DemoConfig(
         directory=directory,
         miner_address=("127.0.0.1", miner),
         validator_address=("127.0.0.1", validator),
         network_address=("127.0.0.1", network),
+        registrar_address=("127.0.0.1", registrar),
         prometheus_address=("127.0.0.1", prom),
         alertmanager_address=("127.0.0.1", am),
         require_prometheus=True,

@@ -11,7 +11,7 @@ from bittensor_core import Keypair
 from fakes.substrate import FakeSubstrate
 from registrar_helpers import NETUID, FakeClock, desired
 
-from exporters.registrar.record import DesiredRecord
+from exporters.registrar.record import Target
 from exporters.registrar.service import Registrar, RetryPolicy
 
 
@@ -40,9 +40,11 @@ def hotkey() -> Keypair:
 
 @pytest.fixture
 def chain(hotkey: Keypair) -> FakeSubstrate:
-    """A subnet 27 where Alice's hotkey holds UID 5 and serving is rate limited to 50 blocks."""
+    """A subnet 27 where Alice's hotkey holds UID 5 with a validator permit; serving is limited to
+    one serve per 50 blocks."""
     fake = FakeSubstrate(block=10_000)
     fake.register_neuron(NETUID, hotkey.ss58_address, uid=5)
+    fake.set_storage("SubtensorModule", "ValidatorPermit", [NETUID], [False] * 5 + [True])
     fake.set_storage("SubtensorModule", "ServingRateLimit", [NETUID], 50)
     return fake
 
@@ -56,12 +58,12 @@ def clock() -> FakeClock:
 def make_registrar(chain: FakeSubstrate, hotkey: Keypair, clock: FakeClock) -> Callable[..., Registrar]:
     """A Registrar whose bittensor Clients all talk to ``chain``; keyword args override defaults."""
 
-    def build(record: DesiredRecord | None = None, **kwargs: Any) -> Registrar:
+    def build(record: Target | None = None, **kwargs: Any) -> Registrar:
         want = record or desired()
         options: dict[str, Any] = {
             "signer": hotkey,
             "client_factory": lambda: bt.Client("finney", substrate=chain),
-            "desired": lambda: want,
+            "target": lambda: want,
             "policy": RetryPolicy(max_attempts=5, max_time=60.0, attempt_timeout=5.0),
             "sleep": clock.sleep,
             "clock": clock,

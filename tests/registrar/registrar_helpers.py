@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from exporters.registrar.record import DesiredRecord
+from exporters.registrar.record import Target
 
 NETUID = 27
 PUBLIC_IP = "203.0.113.7"  # TEST-NET-3: is_global is False for it in Python, so tests pass it explicitly
@@ -25,5 +25,8 @@ class FakeClock:
         self.now += seconds
 
 
-def desired(ip: str = PUBLIC_IP, port: int = 9928, version: int = 10, netuid: int = NETUID) -> DesiredRecord:
-    return DesiredRecord.for_address(netuid, version, ipaddress.ip_address(ip), port)
+def desired(
+    ip: str = PUBLIC_IP, port: int | None = 9928, version: int | None = 10, netuid: int = NETUID
+) -> Target:
+    """What to publish; ``version``/``port`` None leave them to the chain and the role."""
+    return Target(netuid, ipaddress.ip_address(ip), port, version)

@@ -52,7 +52,7 @@ def register(*args):
 
 
 def test_dry_run_prints_the_exact_call_and_touches_no_chain(no_chain, capsys):
-    code = register(*ALICE, "--registrar.ip", "198.51.100.4", "--registrar.port", "9928", "--dry-run")
+    code = register(*ALICE, "--registrar.ip", "198.51.100.4", "--dry-run")
 
     assert code == 0
     document = json.loads(capsys.readouterr().out)
@@ -61,14 +61,24 @@ def test_dry_run_prints_the_exact_call_and_touches_no_chain(no_chain, capsys):
         "function": "serve_prometheus",
         "params": {
             "netuid": 27,
-            "version": encode_version(__version__),
+            "version": "kept from the on-chain record",  # never this suite's own version
             "ip": 3325256708,
             "port": 9928,
             "ip_type": 4,
         },
     }
+    assert str(encode_version(__version__)) not in json.dumps(document["version"])
     assert document["signer"] == Keypair.create_from_uri("//Alice").ss58_address
     assert document["signer_role"] == "hotkey"
+
+
+def test_dry_run_as_a_miner_shows_the_miner_exporter_port(no_chain, capsys):
+    code = register(*ALICE, "--registrar.ip", "198.51.100.4", "--registrar.role", "miner", "--dry-run")
+
+    assert code == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["call"]["params"]["port"] == 9927
+    assert document["role"] == "miner"
 
 
 def test_dry_run_with_ipv6_and_an_explicit_version(no_chain, capsys):
@@ -116,7 +126,9 @@ def test_an_unregistered_hotkey_exits_14(chain, on_fake_chain):
 def test_a_chain_rate_limit_exits_20_after_a_single_submission(chain, on_fake_chain):
     chain.reject_next_submit("ServingRateLimitExceeded")
 
-    assert register(*ALICE, "--registrar.ip", PUBLIC_IP) == ExitCode.RATE_LIMITED
+    code = register(*ALICE, "--registrar.ip", PUBLIC_IP, "--registrar.version", "190")
+
+    assert code == ExitCode.RATE_LIMITED
     assert len(chain.submissions) == 1
 
 
@@ -242,5 +254,9 @@ def test_loop_mode_serves_the_registrar_metrics(chain, on_fake_chain, monkeypatc
     assert "opencompute_registrar_up_to_date 1.0" in body
     assert "opencompute_registrar_last_success_timestamp_seconds" in body
     assert 'opencompute_scrape_collector_success{collector="registrar"} 1.0' in body
+    assert 'opencompute_registrar_serves_total{cause="no_record"} 1.0' in body
+    assert 'opencompute_registrar_record_owner{owner="ours"} 1.0' in body
+    assert 'opencompute_registrar_role_info{role="validator"} 1.0' in body
+    assert f'opencompute_registrar_onchain_address_info{{ip="{PUBLIC_IP}",ip_type="4"}} 1.0' in body
 
     assert_promtool_clean(body)

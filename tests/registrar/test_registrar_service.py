@@ -146,16 +146,6 @@ def test_values_the_chain_would_reject_never_reach_it(chain, make_registrar, rec
     assert chain.calls == []  # not even a connection
 
 
-def test_an_invalid_ip_type_is_refused_with_its_own_exit_code(chain, make_registrar):
-    from dataclasses import replace
-
-    result = make_registrar(replace(desired(), ip_type=5)).run_once()
-
-    assert result.code == ExitCode.INVALID_IP_TYPE
-    assert "ip_type 5" in result.message
-    assert chain.calls == []
-
-
 def test_a_serve_inside_the_rate_limit_window_is_predicted_and_not_submitted(chain, hotkey, make_registrar):
     put_record(chain, hotkey, version=9, block=chain.block - 10)
 
@@ -292,7 +282,7 @@ def test_a_real_transport_to_a_closed_port_is_reported_unreachable(hotkey, clock
         client_factory=lambda: bt.Client(
             f"ws://127.0.0.1:{port}", fallback_endpoints=[], archive_endpoints=[]
         ),
-        desired=lambda: desired(),
+        target=lambda: desired(),
         policy=RetryPolicy(max_attempts=2, max_time=10.0, attempt_timeout=5.0),
         sleep=clock.sleep,
         clock=clock,
