@@ -9,7 +9,7 @@ runtime / cgroup driver          path (examples)
 ================================ ===================================================================
 docker, cgroupfs driver          ``/docker/<id>`` (v1 and v2)
 docker, systemd driver           ``/system.slice/docker-<id>.scope``
-rootless docker (systemd)        ``/user.slice/user-1000.slice/user@1000.service/user.slice/docker-<id>.scope``
+rootless docker (systemd)        ``/user.slice/user-1000.slice/user@1000.service/.../docker-<id>.scope``
 containerd (Kubernetes)          ``/kubepods/burstable/pod<uid>/<id>``, ``...-cri-containerd-<id>.scope``
 cri-o                            ``/kubepods.slice/.../crio-<id>.scope``
 podman                           ``/machine.slice/libpod-<id>.scope``

@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
     def address_string(self) -> str:  # a unix socket peer has no host/port
         return "unix"
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, fmt: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fakes.docker_engine import FakeContainer, FakeDockerEngine
 from fakes.nvml import (
+    NVML_ERROR_LIBRARY_NOT_FOUND,
     NVML_ERROR_NO_PERMISSION,
     NVML_ERROR_NOT_SUPPORTED,
-    NVML_ERROR_LIBRARY_NOT_FOUND,
     FakeGpu,
     FakeNvml,
     FakeProcess,
@@ -465,5 +465,5 @@ def test_the_collector_can_be_switched_off(make_exporter) -> None:
 def test_an_empty_container_name_list_is_a_config_error() -> None:
     from exporters.core.config import ConfigError
 
-    with pytest.raises(ConfigError, match="workload.rental-containers"):
+    with pytest.raises(ConfigError, match=r"workload\.rental-containers"):
         flag_values("--workload.rental-containers= , ")
