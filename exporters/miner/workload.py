@@ -19,8 +19,10 @@ Docker is never asked on a scrape. :meth:`WorkloadResolver.refresh`, run by a ba
 met but the list lacked, and re-reads the cgroups of cached pids (pid reuse, exits). A scrape
 does dict lookups, plus one small ``/proc`` read for a pid it has not seen before.
 
-No pid or container-id label is exported: the series are a fixed 5 workloads x 3 families per
-GPU, and the caches are capped (:data:`MAX_PIDS`, :data:`MAX_CONTAINERS`, :data:`MAX_PROCESSES`).
+No pid or container-id label is exported: per GPU, ``opencompute_gpu_processes`` has one series
+for each of the 5 workloads (0 included, so alerts compare rather than test for absence) and the
+memory and utilisation families one per workload with processes (at most 15 series). The caches
+are capped (:data:`MAX_PIDS`, :data:`MAX_CONTAINERS`, :data:`MAX_PROCESSES`).
 Whatever keeps attribution from working is a ``reason`` of
 ``opencompute_gpu_process_attribution_problem`` (:data:`PROBLEMS`), never a crash.
 """
@@ -67,6 +69,9 @@ MAX_PIDS = 4096  # cached pid -> cgroup owner entries
 MAX_CONTAINERS = 4096  # cached container id -> workload entries (and ids known to be absent)
 MAX_PROCESSES = 1024  # processes attributed per GPU per scrape
 MAX_LOOKUPS = 64  # single-container lookups per refresh
+# Only GPU handles and up/down come from the shared snapshot, so one this old is reused rather
+# than re-reading every NVML field (a GPU lost since then just fails its process-list call).
+HANDLE_MAX_AGE = 5.0
 
 _NVML_NOT_FOUND = 6  # NVML_ERROR_NOT_FOUND: no utilisation samples since the timestamp
 _MIG_ENABLED = 1
@@ -243,7 +248,7 @@ class WorkloadCollector(SubCollector):
         self._util_seen: dict[str, int] = {}  # uuid -> newest utilisation sample timestamp (us)
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._reader.snapshot()
+        snap = self._reader.snapshot(max_age=HANDLE_MAX_AGE)
         problems: set[str] = set() if snap.up else {"nvml_unavailable"}
         per_gpu = [(g, self._gpu(g, problems)) for g in snap.gpus if g.up and g.handle is not None]
         per_gpu = [(g, w) for g, w in per_gpu if w is not None]
@@ -277,27 +282,31 @@ class WorkloadCollector(SubCollector):
         if len(procs) > MAX_PROCESSES:
             problems.add("process_limit")
             procs = dict(sorted(procs.items())[:MAX_PROCESSES])
-        out = GpuWorkloads()
-        by_pid: dict[int, str] = {}
-        for pid, used in procs.items():
-            workload, why = self._resolver.workload(pid)
+        by_pid = self._attribute(procs, problems)
+        out = _tally(procs, by_pid)
+        if not in_mig:  # NVML has no per-process utilisation in MIG mode
+            out.utilization = self._utilization_by_workload(gpu, by_pid)
+        return out
+
+    def _attribute(self, procs: dict[int, float | None], problems: set[str]) -> dict[int, str]:
+        workload_of = self._resolver.workload
+        by_pid = {}
+        for pid in procs:
+            workload, why = workload_of(pid)
             if why is not None:
                 problems.add(why)
             by_pid[pid] = workload
-            out.processes[workload] += 1
-            if out.memory is not None:
-                if used is None:
-                    out.memory = None  # partial sums would understate: say nothing instead
-                else:
-                    out.memory[workload] = out.memory.get(workload, 0.0) + used
-        if not in_mig:
-            util = self._utilization(gpu)
-            if util is not None:
-                out.utilization = {}
-                for pid, ratio in util.items():
-                    if pid in by_pid:
-                        w = by_pid[pid]
-                        out.utilization[w] = min(1.0, out.utilization.get(w, 0.0) + ratio)
+        return by_pid
+
+    def _utilization_by_workload(self, gpu: GpuSample, by_pid: dict[int, str]) -> dict[str, float] | None:
+        util = self._utilization(gpu)
+        if util is None:
+            return None
+        out: dict[str, float] = {}
+        for pid, ratio in util.items():
+            w = by_pid.get(pid)
+            if w is not None:  # a sample of a process that has exited since is dropped
+                out[w] = min(1.0, out.get(w, 0.0) + ratio)
         return out
 
     def _processes(self, gpu: GpuSample, problems: set[str]) -> dict[int, float | None] | None:
@@ -380,6 +389,16 @@ class WorkloadCollector(SubCollector):
             yield fam
 
 
+def _tally(procs: dict[int, float | None], by_pid: dict[int, str]) -> GpuWorkloads:
+    counts: Counter[str] = Counter(by_pid.values())
+    if any(used is None for used in procs.values()):
+        return GpuWorkloads(counts, None)  # partial sums would understate: say nothing instead
+    memory: dict[str, float] = {}
+    for pid, used in procs.items():
+        memory[by_pid[pid]] = memory.get(by_pid[pid], 0.0) + (used or 0.0)
+    return GpuWorkloads(counts, memory)
+
+
 def _gpu_families(per_gpu: Iterable[tuple[GpuSample, GpuWorkloads]]) -> Iterator[Metric]:
     labels = ["gpu", "uuid", "workload"]
     procs = GaugeMetricFamily(
@@ -402,7 +421,10 @@ def _gpu_families(per_gpu: Iterable[tuple[GpuSample, GpuWorkloads]]) -> Iterator
     for gpu, w in per_gpu:
         for workload in WORKLOADS:
             key = [str(gpu.index), gpu.uuid, workload]
-            procs.add_metric(key, float(w.processes.get(workload, 0)))
+            count = w.processes.get(workload, 0)
+            procs.add_metric(key, float(count))
+            if not count:  # memory and utilisation only where the workload has processes
+                continue
             if w.memory is not None:
                 memory.add_metric(key, w.memory.get(workload, 0.0))
             if w.utilization is not None:
