@@ -358,6 +358,12 @@ def load_pynvml() -> Any | None:
     return pynvml
 
 
+def load_workload_resolver(values: dict[str, Any]) -> Any | None:
+    """None: the workload collector builds its resolver (``/proc`` + Docker) from ``--workload.*``.
+    The demo swaps this for its simulated rental."""
+    return None
+
+
 def run(values: dict[str, Any]) -> int:
     """Serve the miner exporter until SIGTERM/SIGINT."""
     import psutil
@@ -368,7 +374,9 @@ def run(values: dict[str, Any]) -> int:
     setup_logging(values["log_level"], values["log_format"])
     check(values)
     web = load_web_config(values["web_config_file"])
-    parts = build_exporter(values, nvml=load_pynvml(), psutil=psutil)
+    parts = build_exporter(
+        values, nvml=load_pynvml(), psutil=psutil, workload_resolver=load_workload_resolver(values)
+    )
     try:
         return parts.exporter.serve(values, web)
     finally:
