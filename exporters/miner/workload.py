@@ -72,6 +72,7 @@ MAX_LOOKUPS = 64  # single-container lookups per refresh
 # Only GPU handles and up/down come from the shared snapshot, so one this old is reused rather
 # than re-reading every NVML field (a GPU lost since then just fails its process-list call).
 HANDLE_MAX_AGE = 5.0
+MIG_RECHECK_SECONDS = 60.0
 
 _NVML_NOT_FOUND = 6  # NVML_ERROR_NOT_FOUND: no utilisation samples since the timestamp
 _MIG_ENABLED = 1
@@ -246,6 +247,7 @@ class WorkloadCollector(SubCollector):
         self._resolver = resolver
         self._unsupported: set[tuple[str, str]] = set()  # (uuid, what): not asked again
         self._util_seen: dict[str, int] = {}  # uuid -> newest utilisation sample timestamp (us)
+        self._mig: dict[str, tuple[float, bool]] = {}  # uuid -> (checked at, MIG enabled)
 
     def collect(self) -> Iterator[Metric]:
         snap = self._reader.snapshot(max_age=HANDLE_MAX_AGE)
@@ -272,8 +274,7 @@ class WorkloadCollector(SubCollector):
         yield from self._docker_families()
 
     def _gpu(self, gpu: GpuSample, problems: set[str]) -> GpuWorkloads | None:
-        mig = self._reader.call(gpu, "mig_mode", "nvmlDeviceGetMigMode")
-        in_mig = bool(mig) and int(mig[0]) == _MIG_ENABLED
+        in_mig = self._in_mig(gpu)
         if in_mig:
             problems.add("mig")
         procs = self._processes(gpu, problems)
@@ -287,6 +288,17 @@ class WorkloadCollector(SubCollector):
         if not in_mig:  # NVML has no per-process utilisation in MIG mode
             out.utilization = self._utilization_by_workload(gpu, by_pid)
         return out
+
+    def _in_mig(self, gpu: GpuSample) -> bool:
+        """MIG mode, re-read every MIG_RECHECK_SECONDS (switching it needs a GPU reset)."""
+        now = time.monotonic()
+        cached = self._mig.get(gpu.uuid)
+        if cached is not None and now - cached[0] < MIG_RECHECK_SECONDS:
+            return cached[1]
+        mode = self._reader.call(gpu, "mig_mode", "nvmlDeviceGetMigMode")
+        enabled = bool(mode) and int(mode[0]) == _MIG_ENABLED
+        self._mig[gpu.uuid] = (now, enabled)
+        return enabled
 
     def _attribute(self, procs: dict[int, float | None], problems: set[str]) -> dict[int, str]:
         workload_of = self._resolver.workload
@@ -317,9 +329,9 @@ class WorkloadCollector(SubCollector):
             return None
         graphics = self._list(gpu, "nvmlDeviceGetGraphicsRunningProcesses") or []
         found: dict[int, float | None] = {}
-        for proc in [*compute, *graphics]:  # a C+G process is listed twice: count it once
-            pid, used = int(proc.pid), getattr(proc, "usedGpuMemory", None)
-            value = float(used) if isinstance(used, int) else None
+        for proc in (*compute, *graphics):  # a C+G process is listed twice: count it once
+            pid, used = proc.pid, proc.usedGpuMemory  # pynvml: None when NVML reports "not available"
+            value = None if used is None else float(used)
             found[pid] = value if pid not in found else _max(found[pid], value)
         return found
 
@@ -355,14 +367,14 @@ class WorkloadCollector(SubCollector):
             if reason in ("not_supported", "function_not_found"):
                 self._unsupported.add((gpu.uuid, "utilization"))
             return None
-        newest: dict[int, tuple[int, float]] = {}
-        for s in samples:
-            ts, pid = int(s.timeStamp), int(s.pid)
+        newest: dict[int, tuple[int, int]] = {}
+        for sample in samples:
+            ts, pid = sample.timeStamp, sample.pid
             if ts > since and (pid not in newest or ts > newest[pid][0]):
-                newest[pid] = (ts, min(int(s.smUtil), 100) / 100.0)
+                newest[pid] = (ts, sample.smUtil)
         if newest:
             self._util_seen[gpu.uuid] = max(ts for ts, _ in newest.values())
-        return {pid: ratio for pid, (_, ratio) in newest.items()}
+        return {pid: min(sm, 100) / 100.0 for pid, (_, sm) in newest.items()}
 
     def _docker_families(self) -> Iterator[Metric]:
         up, last, containers = self._resolver.docker_status()
@@ -419,8 +431,9 @@ def _gpu_families(per_gpu: Iterable[tuple[GpuSample, GpuWorkloads]]) -> Iterator
         labels=labels,
     )
     for gpu, w in per_gpu:
+        index = str(gpu.index)
         for workload in WORKLOADS:
-            key = [str(gpu.index), gpu.uuid, workload]
+            key = [index, gpu.uuid, workload]
             count = w.processes.get(workload, 0)
             procs.add_metric(key, float(count))
             if not count:  # memory and utilisation only where the workload has processes
