@@ -112,3 +112,21 @@ TRUST_DEGRADED_FOR = "10m"
 def regex_of(values: tuple[object, ...]) -> str:
     """``(48, 63)`` -> ``48|63``: a label-matcher regex for a fixed set of values."""
     return "|".join(str(v) for v in values)
+
+
+# --- GPU workloads (miner exporter's workload collector) -----------------------------------
+# Non-rental work on a GPU while the miner is not allocated: longer than the SN27 spec check's
+# short docker run, shorter than the ~72 min between a validator's proof-of-GPU rounds.
+GPU_BUSY_UNALLOCATED_FOR = "15m"
+# Workloads that are neither the renter nor the SN27 miner's own checks.
+FOREIGN_WORKLOADS: tuple[str, ...] = ("other_container", "host", "unknown")
+# Allocated, yet no GPU has had a rental process for this long.
+RENTAL_IDLE_FOR = "6h"
+# The renter's container running while the network says "not allocated" (longer than a
+# validator's test allocation).
+RENTAL_WITHOUT_ALLOCATION_FOR = "30m"
+# A reason that stopped attribution continuously over this window, then for this long.
+ATTRIBUTION_PROBLEM_WINDOW = "15m"
+ATTRIBUTION_PROBLEM_FOR = "15m"
+# Reasons not alerted on here: NVML down has its own alert, MIG is a deliberate configuration.
+ATTRIBUTION_PROBLEMS_NOT_ALERTED: tuple[str, ...] = ("nvml_unavailable", "mig")

@@ -2,7 +2,8 @@
 
 For the miner operator: the first row answers "is anything wrong right now", the rest is the
 dcgm-exporter-style detail per GPU (utilisation, memory, thermals, power, throttling, XID/ECC)
-and the miner's own state (allocation, port check).
+the workloads on each GPU (rental, SN27 checks, other containers, host) and the miner's own
+state (allocation, port check).
 """
 
 from __future__ import annotations
@@ -100,6 +101,72 @@ def _utilization() -> hs.Row:
                 min_value=0,
             ),
         ],
+    )
+
+
+def _workloads() -> hs.Row:
+    legend = _GPU_LEGEND + " {{workload}}"
+    return hs.Row(
+        "Workloads on the GPUs",
+        [
+            hs.stat(
+                "GPUs with the rental",
+                "short",
+                [hs.target(q.MINER_RENTAL_GPUS_NOW)],
+                description="GPUs running at least one process of the renter's container (ssh-container).",
+            ),
+            hs.stat(
+                "GPUs with foreign work",
+                "short",
+                [hs.target(q.MINER_FOREIGN_GPUS_NOW)],
+                description="GPUs running processes that are neither the rental nor the SN27 checks (another "
+                "container, a host process, or unattributed). On an unallocated miner these hurt "
+                "proof-of-GPU.",
+                thresholds=hs.steps(("green", None), ("orange", 1)),
+            ),
+            hs.timeseries(
+                "Processes by workload",
+                "short",
+                [hs.target(q.GPU_PROCESSES_BY_WORKLOAD, legend)],
+                description="GPU processes per GPU by workload: rental (ssh-container), check (ssh-test-"
+                "container, sn27-check-container), other_container, host, unknown (could not be "
+                "attributed).",
+                min_value=0,
+                stack=True,
+            ),
+            hs.timeseries(
+                "GPU memory by workload",
+                "bytes",
+                [hs.target(q.GPU_PROCESS_MEMORY_BY_WORKLOAD, legend)],
+                description="GPU memory the processes of each workload use (absent where NVML cannot tell per"
+                " process, e.g. MIG).",
+                min_value=0,
+                stack=True,
+            ),
+            hs.timeseries(
+                "SM utilization by workload",
+                "percentunit",
+                [hs.target(q.GPU_PROCESS_UTILIZATION_BY_WORKLOAD, legend)],
+                description="Per-process SM utilisation summed by workload (NVML per-process samples; absent "
+                "in MIG mode). A rented GPU with no rental utilisation for hours is idle or "
+                "broken.",
+                min_value=0,
+                max_value=1,
+            ),
+            hs.state_timeline(
+                "Attribution problems",
+                "none",
+                [
+                    hs.target(q.MINER_ATTRIBUTION_PROBLEMS, "{{instance}} {{reason}}"),
+                    hs.target(q.MINER_DOCKER_UP, "{{instance}} docker readable"),
+                ],
+                description="Reasons GPU processes could not be attributed (no Docker socket or permission, "
+                "/proc not readable or another pid namespace, NVML without process lists, MIG), "
+                "and whether the Docker Engine API answered.",
+                mappings=hs.YES_NO,
+            ),
+        ],
+        widths=(3, 3, 5, 5, 4, 4),
     )
 
 
@@ -286,5 +353,5 @@ def build() -> core.Dashboard:
             hs.instance_variable(q.VAR_MINER_INSTANCE),
             hs.query_variable("gpu", "GPU", q.VAR_MINER_GPU),
         ],
-        rows=[_overview(), _utilization(), _thermals(), _throttling(), _errors(), _inventory()],
+        rows=[_overview(), _utilization(), _workloads(), _thermals(), _throttling(), _errors(), _inventory()],
     )

@@ -91,6 +91,27 @@ MINER_ALLOCATION_INFO = f"opencompute_miner_allocation_info{{{_TARGET}}}"
 MINER_PORT_CHECK_AGE = f"time() - opencompute_miner_port_check_timestamp_seconds{{{_TARGET}}}"
 MINER_SPEC_GPU_MODELS = f"opencompute_miner_spec_model_gpus{{{_TARGET}}}"
 
+# --- Miner GPU workloads (workload collector) ---------------------------------------------------
+_FOREIGN = 'workload=~"other_container|host|unknown"'
+MINER_RENTAL_GPUS_NOW = (
+    f'count(sum by (instance, gpu) (opencompute_gpu_processes{{{_GPU},workload="rental"}}) > 0) or vector(0)'
+)
+MINER_FOREIGN_GPUS_NOW = (
+    f"count(sum by (instance, gpu) (opencompute_gpu_processes{{{_GPU},{_FOREIGN}}}) > 0) or vector(0)"
+)
+GPU_PROCESSES_BY_WORKLOAD = f"sum by (instance, gpu, workload) (opencompute_gpu_processes{{{_GPU}}}) > 0"
+GPU_PROCESS_MEMORY_BY_WORKLOAD = (
+    f"sum by (instance, gpu, workload) (opencompute_gpu_process_memory_used_bytes{{{_GPU}}})"
+)
+GPU_PROCESS_UTILIZATION_BY_WORKLOAD = (
+    f"sum by (instance, gpu, workload) (opencompute_gpu_process_utilization_ratio{{{_GPU}}})"
+)
+MINER_CONTAINERS_BY_WORKLOAD = f"max by (instance, workload) (opencompute_miner_containers{{{_TARGET}}})"
+MINER_ATTRIBUTION_PROBLEMS = (
+    f"max by (instance, reason) (opencompute_gpu_process_attribution_problem{{{_TARGET}}})"
+)
+MINER_DOCKER_UP = f"opencompute_miner_docker_up{{{_TARGET}}}"
+
 # --- Validator PoG ----------------------------------------------------------------------------
 VALIDATOR_DB_UP = f"min(opencompute_validator_db_up{{{_TARGET}}})"
 VALIDATOR_MINERS_BY_STATE = f"max by (state) (opencompute_validator_miners{{{_TARGET}}})"

@@ -8,6 +8,10 @@ it reports is made up, and says so where a human looks:
 
 * ``nvmlSystemGetDriverVersion()`` is ``"simulated"``, the VBIOS version ``"simulated"``, and
   UUIDs start with ``GPU-5150c0de-`` (``GPU-SIM...`` would not look like a UUID to tools);
+* every GPU but the last runs one process of a simulated rental (the renter's ``ssh-container``)
+  whose memory and per-process utilisation follow the GPU's load; the last GPU runs the SN27
+  spec check for a minute every ten (:class:`SimulatedWorkloads` names them for the miner's
+  ``workload`` collector, in place of ``/proc`` and Docker);
 * readings follow smooth per-GPU load curves plus noise, derived from a seed and the clock:
   utilisation drives memory use, power, temperature, clocks and the P-state; energy is the
   integral of power; corrected ECC errors creep up on one GPU; an XID event (a critical error
@@ -50,6 +54,12 @@ globals().update({k: v for k, v in vars(_real).items() if k.startswith(_EXPORT_P
 NVMLError = _real.NVMLError
 
 _MIB = 1024 * 1024
+# The simulated rental: one renter process per rented GPU, and the SN27 spec check on the last GPU
+# for a minute every ten.
+RENTAL_PID_BASE = 7000
+CHECK_PID = 7900
+CHECK_EVERY_SECONDS = 600.0
+CHECK_RUNS_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -366,9 +376,64 @@ class SimulatedNvml:
         kbps = 1_500_000 * load if counter == _real.NVML_PCIE_UTIL_TX_BYTES else 4_000_000 * load
         return round(kbps)
 
+    # -- processes: a simulated rental (see SimulatedWorkloads) --------------------------------
+
+    def _rented(self, gpu: _Gpu) -> bool:
+        """All GPUs but the last run the renter's job; the last one runs the SN27 check now and then."""
+        return gpu.index < max(1, len(self._gpus) - 1)
+
+    def _check_running(self, now: float) -> bool:
+        return now % CHECK_EVERY_SECONDS < CHECK_RUNS_SECONDS
+
     def nvmlDeviceGetComputeRunningProcesses(self, handle: _Gpu) -> list[Any]:
+        gpu = self._gpu(handle)
+        now = self._clock()
+        if self._rented(gpu):
+            used = self.nvmlDeviceGetMemoryInfo(gpu).used
+            pid = RENTAL_PID_BASE + gpu.index
+            return [
+                _Reading(pid=pid, usedGpuMemory=used, gpuInstanceId=0xFFFFFFFF, computeInstanceId=0xFFFFFFFF)
+            ]
+        if self._check_running(now):
+            return [
+                _Reading(
+                    pid=CHECK_PID,
+                    usedGpuMemory=512 * _MIB,
+                    gpuInstanceId=0xFFFFFFFF,
+                    computeInstanceId=0xFFFFFFFF,
+                )
+            ]
+        return []
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Gpu) -> list[Any]:
         self._gpu(handle)
         return []
+
+    def nvmlDeviceGetProcessUtilization(self, handle: _Gpu, timestamp: int) -> list[Any]:
+        """One sample per rental process, stamped now (microseconds); NotFound when none is newer."""
+        gpu = self._gpu(handle)
+        now_us = int(self._clock() * 1e6)
+        if not self._rented(gpu) or now_us <= timestamp:
+            raise _real.NVMLError(_real.NVML_ERROR_NOT_FOUND)
+        sm = round(self._load(gpu) * 100)
+        return [
+            _Reading(
+                pid=RENTAL_PID_BASE + gpu.index,
+                timeStamp=now_us,
+                smUtil=sm,
+                memUtil=sm // 2,
+                encUtil=0,
+                decUtil=0,
+            )
+        ]
+
+    def nvmlDeviceGetMigMode(self, handle: _Gpu) -> list[int]:
+        self._gpu(handle)
+        return [_real.NVML_DEVICE_MIG_DISABLE, _real.NVML_DEVICE_MIG_DISABLE]
+
+    def workloads(self) -> SimulatedWorkloads:
+        """The pid -> workload lookup matching these processes (no /proc, no Docker: simulated)."""
+        return SimulatedWorkloads(self)
 
     # -- events (XID) -------------------------------------------------------------------------
 
@@ -421,3 +486,27 @@ class SimulatedNvml:
             gpuInstanceId=0xFFFFFFFF,
             computeInstanceId=0xFFFFFFFF,
         )
+
+
+class SimulatedWorkloads:
+    """SIMULATED stand-in for the miner's pid -> workload resolver (``/proc`` + Docker): the
+    simulated renter's pids are ``rental`` (container ``ssh-container``), the check's pid is
+    ``check``, anything else ``host``. Docker "answers" with the containers that would run."""
+
+    def __init__(self, sim: SimulatedNvml) -> None:
+        self._sim = sim
+
+    def workload(self, pid: int) -> tuple[str, str | None]:
+        if pid == CHECK_PID:
+            return "check", None
+        if RENTAL_PID_BASE <= pid < CHECK_PID:
+            return "rental", None
+        return "host", None
+
+    def refresh(self) -> bool:
+        return True
+
+    def docker_status(self) -> tuple[bool, float, dict[str, int]]:
+        now = self._sim._clock()
+        check = 1 if self._sim._check_running(now) else 0
+        return True, now, {"rental": 1, "check": check, "other_container": 0}

@@ -4,7 +4,8 @@ For demos and end-to-end tests on machines without NVIDIA hardware. Everything b
 real ``opencompute-exporter miner``: same flags, same environment variables, same collectors,
 same HTTP server. The one difference is the NVML module: :class:`~exporters.demo.simgpu.SimulatedNvml`
 replaces ``pynvml`` (the miner CLI's ``load_pynvml`` is swapped before it runs), so the exported
-driver version reads ``simulated``. The simulation is tuned with environment variables:
+driver version reads ``simulated``, and its simulated rental stands in for ``/proc`` and Docker
+(``load_workload_resolver`` is swapped too). The simulation is tuned with environment variables:
 
 =================================== =========================================== =========
 variable                            meaning                                     default
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("SIMULATED GPUs (%s) from exporters.demo.simgpu: not real hardware", sim.describe())
         return sim
 
-    miner_cli.load_pynvml = load_simulated  # the one seam: everything else is the real miner
+    miner_cli.load_pynvml = load_simulated  # the seams: everything else is the real miner
+    miner_cli.load_workload_resolver = lambda values: sim.workloads()
     args = list(sys.argv[1:] if argv is None else argv)
     return cli.main(["miner", *args])
 

@@ -31,12 +31,19 @@ DEFAULT_PORT = 9927
 DEFAULT_PUBLISH_INTERVAL = 1800.0  # the original re-published specs every 150 blocks (~30 min)
 DEFAULT_ALLOCATION_REFRESH_INTERVAL = 900.0  # the original checked allocation every 75 blocks (~15 min)
 DEFAULT_STATE_DIR = "~/.opencompute/miner"  # the last good metagraph (validator trust)
+DEFAULT_WORKLOAD_REFRESH_INTERVAL = 15.0
 
 COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("nvml", True, "GPU health and utilisation from NVML."),
     ("xid", True, "XID errors from NVML events, gathered in a background thread."),
     ("pcie", False, "PCIe throughput from NVML (costs ~20 ms per GPU per scrape)."),
     ("host", True, "Host specs the miner advertises (psutil; no speed tests)."),
+    (
+        "workload",
+        True,
+        "GPU processes by workload (rental, check, other_container, host) from NVML, /proc and the "
+        "Docker Engine API (read-only).",
+    ),
     ("miner", True, "Allocation (from trusted validators' runs), the external port check, publish health."),
 )
 
@@ -50,6 +57,35 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be 1..65535, got {text!r}")
     return port
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("expected a comma-separated list of container names")
+    return names
+
+
+def _workload_flags() -> list[Flag]:
+    from exporters.miner.docker_api import DEFAULT_SOCKET
+    from exporters.miner.workload import DEFAULT_CHECK_CONTAINERS, DEFAULT_RENTAL_CONTAINERS
+
+    return [
+        Flag("workload.docker-socket", "Docker Engine API socket (only GET requests are sent).",
+             default=DEFAULT_SOCKET, metavar="PATH"),
+        Flag("workload.procfs", "procfs mount point to read /proc/<pid>/cgroup from (the host's /proc, "
+             "e.g. /host/proc in a container; the pids must be the host's: run with --pid=host).",
+             default="/proc", metavar="PATH"),
+        Flag("workload.refresh-interval", "How often container names are read from Docker and cached pids "
+             "re-checked (background, never on a scrape).", default=DEFAULT_WORKLOAD_REFRESH_INTERVAL,
+             convert=positive_duration, metavar="DURATION"),
+        Flag("workload.docker-timeout", "Connect and read timeout of each Docker API request.",
+             default=2.0, convert=positive_duration, metavar="DURATION"),
+        Flag("workload.rental-containers", "Container names classified as workload=rental.",
+             default=DEFAULT_RENTAL_CONTAINERS, convert=_names, metavar="NAMES"),
+        Flag("workload.check-containers", "Container names classified as workload=check.",
+             default=DEFAULT_CHECK_CONTAINERS, convert=_names, metavar="NAMES"),
+    ]  # fmt: skip
 
 
 def flags() -> FlagSet:
@@ -101,6 +137,7 @@ def flags() -> FlagSet:
     from exporters.core.identity import identity_flags
     from exporters.network.trust import trust_flags
 
+    fs.add(*_workload_flags())
     fs.add(*identity_flags("miner"))
     fs.add(*trust_flags("miner", DEFAULT_STATE_DIR))
     return fs
@@ -129,6 +166,7 @@ class MinerParts:
     publisher: Any = None
     publish_job: Any = None
     allocation: Any = None
+    workload: Any = None
 
 
 def build_exporter(
@@ -144,6 +182,7 @@ def build_exporter(
     identity: Any = None,
     store: Any = None,
     validator_source: Any = None,
+    workload_resolver: Any = None,
 ) -> MinerParts:
     """Assemble collectors and loops from resolved flag values and the injected upstream modules.
 
@@ -151,17 +190,19 @@ def build_exporter(
     ``clock`` (wall time for XID and port-check timestamps) can be pinned, e.g. for a golden file.
     ``snapshot_max_age`` is how long collectors of one scrape share an NVML read (0 = every call).
     ``identity``/``store`` override what the ``--wallet``/``--hotkey.uri``/``--state`` flags build,
-    ``validator_source`` the chain source of ``--subtensor.*`` (validator trust for the allocation).
+    ``validator_source`` the chain source of ``--subtensor.*`` (validator trust for the allocation),
+    ``workload_resolver`` the pid -> workload lookup of ``--workload.*`` (the demo's simulated one).
     """
     from exporters.miner.gpu import NvmlCollector, PcieCollector
     from exporters.miner.host import HostCollector, read_host
     from exporters.miner.nvml import GpuReader, NvmlSession
     from exporters.miner.portcheck import PortChecker
     from exporters.miner.status import MinerStatusCollector
+    from exporters.miner.workload import WorkloadCollector
     from exporters.miner.xid import XidCollector, XidWatcher
 
     on = enabled_collectors(values, COLLECTORS)
-    wants_nvml = on["nvml"] or on["xid"] or on["pcie"]
+    wants_nvml = on["nvml"] or on["xid"] or on["pcie"] or on["workload"]
     session = NvmlSession(nvml) if wants_nvml else None
     reader = GpuReader(session, max_age=snapshot_max_age) if session is not None else None
     collectors: list[SubCollector] = []
@@ -175,6 +216,11 @@ def build_exporter(
         loops.append(watcher.loop())
     if on["pcie"] and reader is not None:
         collectors.append(PcieCollector(reader))
+    resolver = None
+    if on["workload"] and reader is not None:
+        resolver, refresh = _workload(values, workload_resolver, clock)
+        collectors.append(WorkloadCollector(reader, resolver))
+        loops.append(refresh)
     disk = values.get("host_disk_path") or "/"
     read = host_reader if host_reader is not None else (lambda: read_host(psutil, disk))
     if on["host"]:
@@ -204,7 +250,36 @@ def build_exporter(
             )
     loops.extend(extra_loops)
     exporter = Exporter("miner", collectors, extra=extra, loops=loops)
-    return MinerParts(exporter, session, reader, watcher, checker, loops, publisher, job, allocation)
+    return MinerParts(
+        exporter, session, reader, watcher, checker, loops, publisher, job, allocation, resolver
+    )
+
+
+def _workload(values: dict[str, Any], resolver: Any, clock: Callable[[], float]) -> tuple[Any, Loop]:
+    """The pid -> workload resolver of the ``--workload.*`` flags and its background refresh."""
+    from pathlib import Path
+
+    from exporters.miner.docker_api import DEFAULT_SOCKET, DockerEngine
+    from exporters.miner.workload import (
+        DEFAULT_CHECK_CONTAINERS,
+        DEFAULT_RENTAL_CONTAINERS,
+        WorkloadNames,
+        WorkloadResolver,
+    )
+
+    if resolver is None:
+        engine = DockerEngine(
+            values.get("workload_docker_socket") or DEFAULT_SOCKET,
+            timeout=float(values.get("workload_docker_timeout") or 2.0),
+        )
+        names = WorkloadNames(
+            rental=frozenset(values.get("workload_rental_containers") or DEFAULT_RENTAL_CONTAINERS),
+            check=frozenset(values.get("workload_check_containers") or DEFAULT_CHECK_CONTAINERS),
+        )
+        procfs = Path(values.get("workload_procfs") or "/proc")
+        resolver = WorkloadResolver(engine, procfs=procfs, names=names, clock=clock)
+    every = float(values.get("workload_refresh_interval") or DEFAULT_WORKLOAD_REFRESH_INTERVAL)
+    return resolver, Loop("workload-refresh", every, resolver.refresh)
 
 
 def _publishing(
@@ -283,6 +358,12 @@ def load_pynvml() -> Any | None:
     return pynvml
 
 
+def load_workload_resolver(values: dict[str, Any]) -> Any | None:
+    """None: the workload collector builds its resolver (``/proc`` + Docker) from ``--workload.*``.
+    The demo swaps this for its simulated rental."""
+    return None
+
+
 def run(values: dict[str, Any]) -> int:
     """Serve the miner exporter until SIGTERM/SIGINT."""
     import psutil
@@ -293,7 +374,9 @@ def run(values: dict[str, Any]) -> int:
     setup_logging(values["log_level"], values["log_format"])
     check(values)
     web = load_web_config(values["web_config_file"])
-    parts = build_exporter(values, nvml=load_pynvml(), psutil=psutil)
+    parts = build_exporter(
+        values, nvml=load_pynvml(), psutil=psutil, workload_resolver=load_workload_resolver(values)
+    )
     try:
         return parts.exporter.serve(values, web)
     finally:

@@ -314,11 +314,13 @@ class GpuReader:
         self._memory_total: dict[str, float] = {}
         self._generation = -1
 
-    def snapshot(self) -> NvmlSnapshot:
-        """The current snapshot, reading NVML if the last one is older than ``max_age``."""
+    def snapshot(self, max_age: float | None = None) -> NvmlSnapshot:
+        """The current snapshot, reading NVML if the last one is older than ``max_age`` (default: the
+        reader's; a collector that only needs GPU handles may accept an older one)."""
+        limit = self._max_age if max_age is None else max(max_age, self._max_age)
         with self._lock:
             now = self._clock()
-            if self._last is not None and 0 <= now - self._last.taken_at < self._max_age:
+            if self._last is not None and 0 <= now - self._last.taken_at < limit:
                 return self._last
             self._last = self._read(now)
             return self._last

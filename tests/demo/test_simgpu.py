@@ -129,3 +129,35 @@ def test_simulation_settings_come_from_the_environment():
     sim.nvmlInit()
     assert sim.nvmlDeviceGetCount() == 2
     assert sim.nvmlDeviceGetName(sim.nvmlDeviceGetHandleByIndex(1)) == "NVIDIA H100 PCIe"
+
+
+def test_the_demo_shows_a_rental_on_all_gpus_but_the_last_and_the_check_now_and_then():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    clock = Clock(1_750_000_000.0 - 1_750_000_000.0 % 600 + 100)  # outside the check's minute
+    sim = SimulatedNvml(4, clock=clock)
+    parser = argparse.ArgumentParser()
+    flagset = miner_cli.flags()
+    flagset.install(parser)
+    values = flagset.resolve(parser.parse_args(["--no-collector.host", "--no-collector.miner"]), environ={})
+    parts = miner_cli.build_exporter(
+        values, nvml=sim, psutil=psutil, workload_resolver=sim.workloads(), clock=clock, snapshot_max_age=0
+    )
+
+    def processes() -> dict[tuple[str, str], float]:
+        text = generate_latest(parts.exporter.registry).decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return {
+            (s.labels["gpu"], s.labels["workload"]): s.value
+            for s in fams["opencompute_gpu_processes"].samples
+            if s.value
+        }, fams
+
+    found, fams = processes()
+    assert found == {("0", "rental"): 1.0, ("1", "rental"): 1.0, ("2", "rental"): 1.0}
+    util = {s.labels["gpu"]: s.value for s in fams["opencompute_gpu_process_utilization_ratio"].samples}
+    assert set(util) == {"0", "1", "2"} and all(0 < v <= 1 for v in util.values())
+    clock.now += 600 - 100 + 10  # within the next check minute
+    found, fams = processes()
+    assert found[("3", "check")] == 1.0
+    assert {s.labels["workload"]: s.value for s in fams["opencompute_miner_containers"].samples}["check"] == 1

@@ -144,7 +144,8 @@ def test_documented_drop_ins_verify_when_installed_next_to_their_unit(tmp_path, 
     shutil.copy(SYSTEMD / "drop-ins" / drop_in, d / drop_in)
     result = verify(run_tool, stage / unit)
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
-    assert "BindReadOnlyPaths=" in (SYSTEMD / "drop-ins" / drop_in).read_text()
+    expected = {"wallet.conf": "BindReadOnlyPaths=", "workload.conf": "ProtectProc=default"}
+    assert expected[drop_in] in (SYSTEMD / "drop-ins" / drop_in).read_text()
 
 
 @pytest.mark.parametrize("unit", sorted(ALL_SERVICES))

@@ -16,7 +16,11 @@ the real module is (or put in ``sys.modules["pynvml"]`` for a subprocess):
 Behaviour is scripted per GPU with :class:`FakeGpu`: ``unsupported`` names functions that raise
 NotSupported, ``errors`` maps a function name to an NVML error code it raises (e.g. GpuIsLost
 mid-scrape), and ``FakeNvml.init_error`` makes ``nvmlInit`` fail (LibraryNotFound,
-DriverNotLoaded...). XIDs are delivered through the event-set API with :meth:`FakeNvml.emit_xid`.
+DriverNotLoaded...). Process lists (``FakeGpu.processes``, ``graphics_processes``: pynvml's v3
+objects with ``pid``, ``usedGpuMemory``, ``gpuInstanceId``, ``computeInstanceId``), per-process
+utilisation samples (``util_samples``; NotFound when none are newer than the timestamp asked for,
+NotSupported in MIG mode) and the MIG mode (``mig_mode``) are scripted per GPU as well. XIDs are
+delivered through the event-set API with :meth:`FakeNvml.emit_xid`.
 Every call is counted in ``FakeNvml.calls``.
 """
 
@@ -33,6 +37,7 @@ NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_TIMEOUT = 10
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
@@ -46,6 +51,7 @@ _CLASS_NAMES = {
     NVML_ERROR_INVALID_ARGUMENT: "NVMLError_InvalidArgument",
     NVML_ERROR_NOT_SUPPORTED: "NVMLError_NotSupported",
     NVML_ERROR_NO_PERMISSION: "NVMLError_NoPermission",
+    NVML_ERROR_NOT_FOUND: "NVMLError_NotFound",
     NVML_ERROR_DRIVER_NOT_LOADED: "NVMLError_DriverNotLoaded",
     NVML_ERROR_TIMEOUT: "NVMLError_Timeout",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVMLError_LibraryNotFound",
@@ -97,6 +103,30 @@ NVMLError_DriverNotLoaded = NVMLError._by_value[NVML_ERROR_DRIVER_NOT_LOADED]
 NVMLError_Timeout = NVMLError._by_value[NVML_ERROR_TIMEOUT]
 
 
+NVML_VALUE_NOT_AVAILABLE_UINT = 0xFFFFFFFF  # gpuInstanceId/computeInstanceId outside MIG
+
+
+@dataclass(frozen=True)
+class FakeProcess:
+    """One entry of a process list. ``used_memory=None`` is what pynvml returns when NVML reports
+    NVML_VALUE_NOT_AVAILABLE (WDDM, MIG without privileges); MIG processes carry instance ids."""
+
+    pid: int
+    used_memory: int | None = 1024**3
+    gpu_instance_id: int = NVML_VALUE_NOT_AVAILABLE_UINT
+    compute_instance_id: int = NVML_VALUE_NOT_AVAILABLE_UINT
+
+
+@dataclass(frozen=True)
+class FakeUtilSample:
+    """One per-process utilisation sample (``c_nvmlProcessUtilizationSample_t``); time in us."""
+
+    pid: int
+    timestamp_us: int
+    sm_util: int
+    mem_util: int = 0
+
+
 @dataclass
 class FakeGpu:
     """One scripted GPU. Units are NVML's: percent, mW, mJ, MHz, KB/s."""
@@ -126,6 +156,10 @@ class FakeGpu:
     remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)
     pcie_tx_kbps: int = 1024
     pcie_rx_kbps: int = 2048
+    processes: list[FakeProcess] = field(default_factory=list)  # compute
+    graphics_processes: list[FakeProcess] = field(default_factory=list)
+    util_samples: list[FakeUtilSample] = field(default_factory=list)
+    mig_mode: tuple[int, int] | None = (0, 0)  # (current, pending); None = not MIG-capable
     unsupported: set[str] = field(default_factory=set)
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -371,6 +405,59 @@ class FakeNvml:
         gpu = self._enter("nvmlDeviceGetPcieThroughput", handle)
         assert gpu is not None
         return gpu.pcie_tx_kbps if counter == self.NVML_PCIE_UTIL_TX_BYTES else gpu.pcie_rx_kbps
+
+    # -- processes (v3 structs, as nvmlStructToFriendlyObject returns them) --------------------
+
+    def _process_list(self, fn: str, handle: FakeHandle, procs: list[FakeProcess]) -> list[SimpleNamespace]:
+        gpu = self._enter(fn, handle)
+        assert gpu is not None
+        return [
+            SimpleNamespace(
+                pid=p.pid,
+                usedGpuMemory=p.used_memory,
+                gpuInstanceId=p.gpu_instance_id,
+                computeInstanceId=p.compute_instance_id,
+            )
+            for p in procs
+        ]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeHandle) -> list[SimpleNamespace]:
+        return self._process_list(
+            "nvmlDeviceGetComputeRunningProcesses", handle, self.gpus[handle.index].processes
+        )
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: FakeHandle) -> list[SimpleNamespace]:
+        gpu = self.gpus[handle.index]
+        return self._process_list("nvmlDeviceGetGraphicsRunningProcesses", handle, gpu.graphics_processes)
+
+    def nvmlDeviceGetProcessUtilization(self, handle: FakeHandle, timestamp: int) -> list[SimpleNamespace]:
+        """Samples newer than ``timestamp``; like NVML, NotFound when there are none, NotSupported
+        in MIG mode."""
+        gpu = self._enter("nvmlDeviceGetProcessUtilization", handle)
+        assert gpu is not None
+        if gpu.mig_mode is not None and gpu.mig_mode[0] == 1:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        fresh = [s for s in gpu.util_samples if s.timestamp_us > timestamp]
+        if not fresh:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return [
+            SimpleNamespace(
+                pid=s.pid,
+                timeStamp=s.timestamp_us,
+                smUtil=s.sm_util,
+                memUtil=s.mem_util,
+                encUtil=0,
+                decUtil=0,
+            )
+            for s in fresh
+        ]
+
+    def nvmlDeviceGetMigMode(self, handle: FakeHandle) -> list[int]:
+        gpu = self._enter("nvmlDeviceGetMigMode", handle)
+        assert gpu is not None
+        if gpu.mig_mode is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return list(gpu.mig_mode)
 
     # -- events ------------------------------------------------------------------------------
 

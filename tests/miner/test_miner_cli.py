@@ -62,7 +62,9 @@ def test_ip_without_port_is_a_configuration_error(capsys):
 
 def test_disabled_collectors_are_not_run(make_exporter):
     fake = FakeNvml(two_gpus())
-    parts = make_exporter(fake, "--no-collector.nvml", "--no-collector.xid", "--no-collector.host")
+    parts = make_exporter(
+        fake, "--no-collector.nvml", "--no-collector.xid", "--no-collector.host", "--no-collector.workload"
+    )
     assert parts.exporter.scrape.names == ["miner"]
     list(parts.exporter.registry.collect())
     assert fake.calls["nvmlInit"] == 0
@@ -70,9 +72,9 @@ def test_disabled_collectors_are_not_run(make_exporter):
 
 
 def test_port_check_runs_as_a_background_loop_only_when_configured(make_exporter):
-    assert [loop.name for loop in make_exporter(FakeNvml([])).loops] == ["xid-events"]
+    assert [loop.name for loop in make_exporter(FakeNvml([])).loops] == ["xid-events", "workload-refresh"]
     parts = make_exporter(FakeNvml([]), "--miner.external-ip", "127.0.0.1", "--miner.port", "9")
-    assert [loop.name for loop in parts.loops] == ["xid-events", "port-check"]
+    assert [loop.name for loop in parts.loops] == ["xid-events", "workload-refresh", "port-check"]
 
 
 def test_metrics_over_http_end_to_end(make_exporter):
@@ -89,7 +91,7 @@ def test_metrics_over_http_end_to_end(make_exporter):
     assert [s.value for s in fams["opencompute_gpus"]] == [2.0]
     assert {s.labels["uuid"] for s in fams["opencompute_gpu_up"]} == {"GPU-aaaa", "GPU-bbbb"}
     success = {s.labels["collector"]: s.value for s in fams["opencompute_scrape_collector_success"]}
-    assert success == {"nvml": 1.0, "xid": 1.0, "host": 1.0, "miner": 1.0}
+    assert success == {"nvml": 1.0, "xid": 1.0, "host": 1.0, "workload": 1.0, "miner": 1.0}
     assert fams["opencompute_exporter_build_info"][0].labels["exporter"] == "miner"
     assert health.json()["status"] == "ok"
 

@@ -50,7 +50,7 @@ def published(tmp_path):
 def test_without_a_wallet_nothing_is_published_and_the_metric_says_so(tmp_path):
     parts = build_exporter(flag_values(), nvml=FakeNvml([]), psutil=psutil, host_reader=lambda: PINNED_HOST)
     assert parts.publisher is None
-    assert [loop.name for loop in parts.loops] == ["xid-events"]
+    assert [loop.name for loop in parts.loops] == ["xid-events", "workload-refresh"]
     assert value(parts, "opencompute_publish_enabled") == 0
 
 
