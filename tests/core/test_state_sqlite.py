@@ -142,7 +142,8 @@ WRITER = textwrap.dedent(
     store = SQLiteStateStore(path, busy_timeout=10.0)
     ids = set()
     for i in range(count):
-        ids.add(store.publish("validator", "5Shared", {f"{tag}-{i}": i, "role": "validator"}, target="neuron"))
+        body = {f"{tag}-{i}": i, "role": "validator"}
+        ids.add(store.publish("validator", "5Shared", body, target="neuron"))
     print(",".join(sorted(ids)))
     """
 )

@@ -257,11 +257,18 @@ class WandbStateStore:
         run_id = self.run_id_for(role, hotkey, target)
         run = self._fetch(run_id)
         if run is None:
-            run = self._create(run_id)
+            self._create(run_id)
+            run = self._fetch(run_id)  # the full fragment: update() sends group, jobType, tags, ...
+            if run is None:
+                raise StoreUnavailable(
+                    f"wandb created run {run_id} but does not return it", reason="unconfirmed"
+                )
         before = dict(run.config)
         config = dict(updates) if target == "exporter" else {**before, **updates}
         for key, value in defaults.items():
             config.setdefault(key, value)
+        if target == "neuron":
+            self._refuse_if_changed(run_id, before)
         run.config.clear()
         run.config.update(config)
         run.display_name = run_name(role, hotkey, target)
@@ -272,6 +279,22 @@ class WandbStateStore:
             raise _map_error(exc, "publish") from exc
         self._confirm(run_id, config, before if target == "neuron" else {}, set(updates))
         return run_id
+
+    def _refuse_if_changed(self, run_id: str, before: dict[str, Any]) -> None:
+        """W&B has no conditional write: re-read right before writing the neuron's run and refuse
+        if the neuron changed it since we read it (our whole-config write would roll it back).
+        The window left is one request long; hence this mode is for simulations only."""
+        latest = self._fetch(run_id)
+        now = dict(latest.config) if latest is not None else {}
+        changed = sorted(
+            k for k in set(now) | set(before) if not _same(now.get(k, _MISSING), before.get(k, _MISSING))
+        )
+        if changed:
+            raise StoreError(
+                f"the neuron's run changed while we prepared our write (keys {changed[:3]}); "
+                "refusing to write it back",
+                reason="conflict",
+            )
 
     def _confirm(self, run_id: str, sent: dict[str, Any], before: dict[str, Any], ours: set[str]) -> None:
         """Read the run back: the server must hold what we sent, and every key not ours unchanged."""
