@@ -228,7 +228,7 @@ class Publisher:
         return last is None or now - last >= self._republish_after
 
     def _publish(self, state: dict[str, Any], now: float) -> tuple[int, str]:
-        run_id = self.store.run_id_for(self.role, self.hotkey, target=self.target)  # type: ignore[call-arg]
+        run_id = self.store.run_id_for(self.role, self.hotkey, target=self.target)
         self._run_id = run_id
         if self.target == "exporter":
             self._check_single_writer(now)
@@ -246,14 +246,14 @@ class Publisher:
         )
         self._outbox.set_inflight(seq, envelope["signature"])
         if self.target == "exporter":
-            self.store.publish(self.role, self.hotkey, exporter_config(envelope), target="exporter")  # type: ignore[call-arg]
+            self.store.publish(self.role, self.hotkey, exporter_config(envelope), target="exporter")
             return seq, envelope["signature"]
         updates: dict[str, Any] = dict(envelope["payload"])
         updates.update(
             {ENVELOPE_KEY: envelope, "hotkey": self.hotkey, "signature": sign_v1(self._keypair, run_id)}
         )
         defaults = {"role": self.role, "config": {"netuid": self.netuid}, "version": self._version}
-        self.store.publish(self.role, self.hotkey, updates, defaults=defaults, target="neuron")  # type: ignore[call-arg]
+        self.store.publish(self.role, self.hotkey, updates, defaults=defaults, target="neuron")
         return seq, envelope["signature"]
 
     def _check_single_writer(self, now: float) -> None:
