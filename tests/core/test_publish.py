@@ -322,3 +322,41 @@ def test_wallet_and_uri_together_are_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError):
         build_identity(_values(tmp_path, hotkey_uri="//Alice", wallet_name="cold"))
+
+
+def test_full_mode_without_the_dangerous_flag_is_a_config_error_and_with_it_says_why(tmp_path, caplog):
+    from exporters.core.config import ConfigError
+    from exporters.core.identity import build_identity, build_publisher, build_store
+
+    values = _values(tmp_path, hotkey_uri="//Alice", publish_mode="full")
+    identity, store = build_identity(values, role="validator"), build_store(values)
+    with pytest.raises(ConfigError) as err:
+        build_publisher(values, identity, store, "validator")
+    assert "--publish.into-neuron-run" in str(err.value)
+    values["publish_into_neuron_run"] = True
+    pub = build_publisher(values, identity, store, "validator")
+    assert pub is not None and pub.target == "neuron"
+    assert any("erases ours" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    with pytest.raises(ConfigError):  # the flag alone changes nothing silently either
+        build_publisher(
+            _values(tmp_path, hotkey_uri="//Alice", publish_into_neuron_run=True), identity, store, "v"
+        )
+
+
+def test_a_wallet_on_the_sqlite_backend_warns_once_and_exports_that_nothing_reaches_the_network(
+    tmp_path, caplog
+):
+    from exporters.core.identity import Identity, IdentityCollector, build_publisher, build_store
+
+    values = _values(tmp_path)
+    store = build_store(values)
+    wallet = Identity(ALICE, 27, "miner", source="wallet")
+    build_publisher(values, wallet, store, "miner")
+    warnings = [r for r in caplog.records if "nothing reaches the network" in r.getMessage()]
+    assert len(warnings) == 1 and ALICE.ss58_address in warnings[0].getMessage()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeCollector([IdentityCollector(wallet, store, role="miner")]))
+    assert registry.get_sample_value("opencompute_publish_local_only") == 1
+    dev = CollectorRegistry(auto_describe=False)  # a development key URI is not a real hotkey
+    dev.register(ScrapeCollector([IdentityCollector(Identity(ALICE, 27, "miner", source="uri"), store)]))
+    assert dev.get_sample_value("opencompute_publish_local_only") == 0

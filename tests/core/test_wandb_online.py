@@ -216,7 +216,7 @@ NEURON = textwrap.dedent(
             run.config.update({"allocated_hotkeys": allocated, "stats": stats}, allow_val_change=True)
             sign(run)
             updates += 1
-        time.sleep(0.02)
+        time.sleep(0.1)  # ~7 s in all: its debounced upserts (every 5 s) interleave with ours
     run.finish()
     print(json.dumps({"updates": updates}))
     """

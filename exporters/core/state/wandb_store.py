@@ -139,8 +139,9 @@ class WandbStateStore:
             )
         self._lock = threading.RLock()
         self._requests = RequestCounts()
-        self._runs: dict[str, Any] = {}
+        self._runs: dict[Any, Any] = {}
         self._api: Any = None
+        self._prefetched: tuple[str, Any, float] | None = None
         path = os.path.expanduser(db_path)
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -197,7 +198,10 @@ class WandbStateStore:
             run = self._runs.get((target, hotkey))
             return dict(run.config) if run is not None else None
         with self._lock:
-            run = self._fetch(self.run_id_for(role, hotkey, target))
+            run_id = self.run_id_for(role, hotkey, target)
+            run = self._fetch(run_id)
+            # The publish that usually follows at once reuses this read (one request fewer).
+            self._prefetched = (run_id, run, time.monotonic())
             return dict(run.config) if run is not None else None
 
     def read_exporter_runs(self, role: str, netuid: int) -> list[RunRecord]:
@@ -255,7 +259,7 @@ class WandbStateStore:
         self, role: str, hotkey: str, updates: dict[str, Any], defaults: dict[str, Any], target: str
     ) -> str:
         run_id = self.run_id_for(role, hotkey, target)
-        run = self._fetch(run_id)
+        run = self._take_prefetched(run_id) if target == "exporter" else self._fetch(run_id)
         if run is None:
             self._create(run_id)
             run = self._fetch(run_id)  # the full fragment: update() sends group, jobType, tags, ...
@@ -279,6 +283,14 @@ class WandbStateStore:
             raise _map_error(exc, "publish") from exc
         self._confirm(run_id, config, before if target == "neuron" else {}, set(updates))
         return run_id
+
+    def _take_prefetched(self, run_id: str) -> Any:
+        """The run read by ``current_config`` moments ago (our run: only we write it), else a fresh read."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched[0] == run_id and time.monotonic() - prefetched[2] < 5.0:
+            if prefetched[1] is not None:
+                return prefetched[1]
+        return self._fetch(run_id)
 
     def _refuse_if_changed(self, run_id: str, before: dict[str, Any]) -> None:
         """W&B has no conditional write: re-read right before writing the neuron's run and refuse
