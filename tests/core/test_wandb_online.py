@@ -410,3 +410,36 @@ def test_into_the_neurons_run_only_our_keys_change_and_a_concurrent_change_is_a_
     assert user_config(fake, "val00001")["allocated_hotkeys"] == ["5Neuron"]  # not rolled back
     assert user_config(fake, "val00001")["penalized_hotkeys"] == ["5Bad"]  # and nothing half-written
     assert pub.snapshot()["failures"]["conflict"] == 1
+
+
+def test_two_of_our_runs_signed_by_one_hotkey_are_reported_as_duplicate_and_the_higher_seq_wins(
+    fake, tmp_path
+):
+    from exporters.core.signing import make_envelope
+    from exporters.network.attestation import AttestationCollector, AttestationRefresher
+
+    seed_neuron_runs(fake)  # Bob's neuron run publishes 8 x H100
+    now = time.time()
+    name = f"opencompute-exporter-miner-{MINER.ss58_address}"
+    for run_id, seq, count in (("dup00001", 1, 8), ("dup00002", 2, 4)):
+        env = make_envelope(
+            MINER,
+            entity_project=PROJECT,
+            netuid=27,
+            run_id=run_id,
+            role="miner",
+            payload={"specs": {"gpu": {"count": count, "details": [{"name": "NVIDIA H100"}]}}},
+            seq=seq,
+            signed_at=now,
+        )
+        fake.add_run(run_id, name, {ENVELOPE_KEY: env}, created_at=now - 10 + seq)
+    store = online_store(fake, tmp_path)
+    refresher = AttestationRefresher(
+        store, lambda: (frozenset(), {MINER.ss58_address: 3}), netuid=27, max_run_age=None
+    )
+    assert refresher.refresh()
+    cur = refresher.current
+    assert cur.runs[("miner", "duplicate")] == 1 and cur.runs[("miner", "valid")] == 1
+    assert cur.matches[("miner", MINER.ss58_address, "gpu_count")] is False  # seq 2 (4 GPUs) won
+    assert cur.matches[("miner", MINER.ss58_address, "gpu_model")] is True
+    assert list(AttestationCollector(refresher).collect())
