@@ -79,7 +79,9 @@ class ScrapeCollector(Collector):
             try:
                 families = list(sub.collect())
             except Exception as exc:
-                log.warning("collector=%s msg=%r", sub.name, f"collection failed: {exc}")
+                # A collector that reports a state it already logged (``quiet``) fails silently.
+                report = log.debug if getattr(exc, "quiet", False) else log.warning
+                report("collector=%s msg=%r", sub.name, f"collection failed: {exc}")
                 log.debug("collector=%s traceback", sub.name, exc_info=True)
                 families = []
                 ok = False

@@ -97,10 +97,20 @@ def identity_flags(role: str) -> list[Flag]:
         *store_flags(),
         Flag(
             "publish.mode",
-            "envelope: add a signed v2 envelope beside the original's keys; "
-            "full: also write the original's top-level keys (replacing the original publisher).",
+            "envelope: publish the signed v2 envelope into our own run opencompute-exporter-{role}-{hotkey} "
+            "(never the neuron's); full: write the original's top-level keys into the neuron's "
+            "{role}-{hotkey} run, only with --publish.into-neuron-run.",
             default="envelope",
             convert=choice(("envelope", "full")),
+        ),
+        Flag(
+            "publish.into-neuron-run",
+            "DANGEROUS, simulations and test networks only (needs --publish.mode=full): write into the "
+            "SN27 neuron's own {role}-{hotkey} run. A neuron writing that run sends its whole config on "
+            "each update, erasing ours, and our write can roll back its stats/allocated_hotkeys/specs "
+            "that every validator reads.",
+            default=False,
+            is_bool=True,
         ),
         Flag(
             "publish.interval",
@@ -171,14 +181,43 @@ def build_publisher(
     from exporters.core.publish import Publisher
 
     path = values.get("publish_outbox_path") or f"{DEFAULT_STATE_DIR}/outbox-{role}.db"
+    mode = values.get("publish_mode") or "envelope"
+    into_neuron_run = bool(values.get("publish_into_neuron_run"))
+    if (mode == "full") != into_neuron_run:
+        raise ConfigError(
+            [
+                "--publish.mode=full and --publish.into-neuron-run go together: they write into the "
+                "SN27 neuron's own run, which is only safe where no neuron writes it (simulations, "
+                "test networks); the default envelope mode publishes into a run of our own"
+            ]
+        )
+    warn_if_local_only(identity, store)
     return Publisher(
         store,
         identity.keypair,
         role=role,
         netuid=identity.netuid,
         outbox_path=os.path.expanduser(path),
-        mode=values.get("publish_mode") or "envelope",
+        mode=mode,
+        into_neuron_run=into_neuron_run,
     )
+
+
+def local_only(identity: Identity | None, store: StateStore | None) -> bool:
+    """A real wallet hotkey publishing into the sqlite backend: nothing reaches the network."""
+    return identity is not None and identity.source == "wallet" and getattr(store, "backend", "") == "sqlite"
+
+
+def warn_if_local_only(identity: Identity | None, store: StateStore | None) -> None:
+    """Say once, at start, that a wallet's signed state stays in a local file."""
+    if local_only(identity, store):
+        log.warning(
+            "hotkey=%s publishes into the local SQLite file %s (--state.backend=sqlite): nothing reaches "
+            "the network and no validator or network exporter sees it; for the live network set "
+            "--state.backend=wandb (OPENCOMPUTE_STATE_BACKEND=wandb) and WANDB_API_KEY",
+            identity.hotkey if identity else "",
+            getattr(store, "path", ""),
+        )
 
 
 class IdentityCollector(SubCollector):
@@ -213,6 +252,11 @@ class IdentityCollector(SubCollector):
             value=1.0 if ident is not None else 0.0,
         )
         store = self._store
+        yield GaugeMetricFamily(
+            "opencompute_publish_local_only",
+            "1 when a wallet hotkey publishes into the local sqlite backend: nothing reaches the network.",
+            value=1.0 if local_only(ident, store) else 0.0,
+        )
         if store is None:
             return
         backend = getattr(store, "backend", "unknown")

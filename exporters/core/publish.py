@@ -8,28 +8,31 @@ into a single publish, and keeps them when the store is down, so a WandB outage 
 the same state twice is harmless: the config merge is idempotent and the sequence number only
 grows.
 
-Every publish writes, into the run config:
+Where: into a run of our own, ``opencompute-exporter-{role}-{hotkey}``, whose whole config is
+the v2 envelope (see :mod:`exporters.core.signing` and :mod:`exporters.core.state.naming`):
+its ``payload`` is the full current state (all submitted keys merged), with an increasing
+``seq`` persisted in the outbox file, so it survives restarts. The SN27 neuron's own run
+``{role}-{hotkey}`` is never touched: W&B keeps one config per run and the neuron's client
+sends its whole config on every update, so sharing it would erase our envelope or roll back
+the neuron's ``stats`` / ``allocated_hotkeys`` / ``specs`` (which every validator reads).
 
-- ``opencompute``: the v2 envelope (see :mod:`exporters.core.signing`), whose ``payload`` is
-  the full current state (all submitted keys merged), with an increasing ``seq`` that is
-  persisted in the outbox file and therefore survives restarts.
-- ``hotkey`` and ``signature``: the original v1 signature over the run id, so the original
-  SN27 code still accepts the run.
+"Published" (the log line, ``opencompute_publish_last_success_timestamp_seconds``,
+``opencompute_publish_sequence``) means the store acknowledged the write: WandB online
+returns it on read-back, SQLite committed it. Until then the entry stays in the outbox.
 
-Two modes:
+One writer per run: before each write the run's current envelope is compared with what this
+publisher last wrote. Another envelope by the same hotkey means a second exporter publishes
+with this hotkey; the publish fails with reason ``conflict`` (logged, counted) instead of
+flip-flopping. A fresh outbox adopts an existing run's ``seq`` only when that envelope is older
+than ``takeover_after`` (its writer stopped).
 
-``envelope`` (default)
-    Only the envelope, ``hotkey`` and ``signature`` are written, plus ``role`` and
-    ``config: {"netuid": N}`` when the run does not have them yet (the original's server-side
-    filters select on ``config.role`` and ``config.config.netuid``). Top-level keys written
-    by anyone else are left alone; readers that verify v2 use the signed payload only.
-
-``full``
-    For operators who run our publisher *instead of* the original: the payload keys are also
-    written at the top level in the original's shapes (``specs``, ``allocated``, ``stats``,
-    ``allocated_hotkeys``, ...), plus ``role``, ``version`` (``100*major + 10*minor + patch``)
-    and ``config: {"netuid": N}``, so the original's readers find what they expect. v2
-    readers then also check that every top-level copy equals the signed payload.
+``mode="full"`` with ``into_neuron_run=True`` (``--publish.mode=full
+--publish.into-neuron-run``): only for simulations and test networks where our publisher
+*replaces* the original one. It writes into ``{role}-{hotkey}``: the payload keys at the top
+level in the original's shapes, the envelope, ``hotkey`` and the v1 ``signature``, and
+``role``, ``version``, ``config: {"netuid": N}`` only where the run lacks them. The store
+changes only those keys and fails with ``conflict`` when any other key changed meanwhile.
+Without ``into_neuron_run`` the ``full`` mode is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from exporters import __version__
 from exporters.core.collector import SubCollector
 from exporters.core.signing import ENVELOPE_KEY, MODES, make_envelope, normalize, sign_v1
 from exporters.core.state.base import StateStore, StoreError
+from exporters.core.state.naming import envelope_of, exporter_config
 from exporters.core.state.outbox import DEFAULT_MAX_ENTRIES, Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +57,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-FAILURE_REASONS = ("unavailable", "timeout", "auth", "rejected", "error")
+FAILURE_REASONS = ("unavailable", "timeout", "auth", "rejected", "unconfirmed", "conflict", "error")
+NEURON_RUN_DANGER = (
+    "writes into the SN27 neuron's own {role}-{hotkey} run: a neuron writing that run sends its "
+    "whole config on each update and erases ours, and a write of ours in between can roll back its "
+    "stats/allocated_hotkeys/specs that every validator reads; only for simulations and test networks "
+    "where no neuron writes the run"
+)
 DEFAULT_REPUBLISH_AFTER = 600.0  # re-sign unchanged state so readers can tell alive from stale
 
 
@@ -80,9 +90,19 @@ class Publisher:
         version: int | None = None,
         republish_after: float | None = DEFAULT_REPUBLISH_AFTER,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        into_neuron_run: bool = False,
+        takeover_after: float | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"publish mode must be one of {MODES}, got {mode!r}")
+        if (mode == "full") != into_neuron_run:
+            raise ValueError(
+                "publish mode full needs into_neuron_run (--publish.into-neuron-run), and only it: "
+                + NEURON_RUN_DANGER
+            )
+        self.target = "neuron" if into_neuron_run else "exporter"
+        if into_neuron_run:
+            log.warning("publishing into the neuron's run (--publish.into-neuron-run): %s", NEURON_RUN_DANGER)
         self.store = store
         self.role = role
         self.netuid = netuid
@@ -92,6 +112,9 @@ class Publisher:
         self._clock = clock
         self._version = version_as_int(__version__) if version is None else version
         self._republish_after = republish_after
+        self._takeover_after = (
+            takeover_after if takeover_after is not None else 2 * (republish_after or 600.0)
+        )
         self._outbox = Outbox(outbox_path, max_entries=max_entries, clock=clock)
         self._flush_lock = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -100,6 +123,7 @@ class Publisher:
         self._entries = self._outbox.count()
         self._seq = self._outbox.published_seq()
         self._last_success = self._outbox.last_success()
+        self._run_id = ""
 
     # ------------------------------------------------------------------ API
 
@@ -131,7 +155,7 @@ class Publisher:
             with self._stats_lock:
                 self._attempts += 1
             try:
-                seq = self._publish(state, now)
+                seq, signature = self._publish(state, now)
             except StoreError as exc:
                 self._fail(exc.reason, f"{type(exc).__name__}: {exc}")
                 return 0
@@ -139,12 +163,29 @@ class Publisher:
                 self._fail("error", f"{type(exc).__name__}: {exc}")
                 log.debug("publish traceback", exc_info=True)
                 return 0
-            drained = self._outbox.commit(state, pending.upto_id if pending else None, now, seq)
+            drained = self._outbox.commit(state, pending.upto_id if pending else None, now, seq, signature)
             with self._stats_lock:
                 self._seq = seq
                 self._last_success = now
                 self._entries = self._outbox.count()
-            log.info("published role=%s hotkey=%s seq=%d drained=%d", self.role, self.hotkey, seq, drained)
+            if getattr(self.store, "acknowledges", True):
+                log.info(
+                    "published role=%s hotkey=%s seq=%d drained=%d run=%s (acknowledged by %s)",
+                    self.role,
+                    self.hotkey,
+                    seq,
+                    drained,
+                    self._run_id,
+                    self.store.backend,
+                )
+            else:
+                log.info(
+                    "written offline role=%s hotkey=%s seq=%d run=%s: not on the network until synced",
+                    self.role,
+                    self.hotkey,
+                    seq,
+                    self._run_id,
+                )
             return drained
 
     @property
@@ -186,8 +227,11 @@ class Publisher:
         last = self._last_success
         return last is None or now - last >= self._republish_after
 
-    def _publish(self, state: dict[str, Any], now: float) -> int:
-        run_id = self.store.run_id_for(self.role, self.hotkey)
+    def _publish(self, state: dict[str, Any], now: float) -> tuple[int, str]:
+        run_id = self.store.run_id_for(self.role, self.hotkey, target=self.target)
+        self._run_id = run_id
+        if self.target == "exporter":
+            self._check_single_writer(now)
         seq = self._outbox.next_seq()
         envelope = make_envelope(
             self._keypair,
@@ -200,21 +244,52 @@ class Publisher:
             signed_at=now,
             mode=self.mode,
         )
-        updates: dict[str, Any] = {}
-        defaults: dict[str, Any] = {"role": self.role, "config": {"netuid": self.netuid}}
-        if self.mode == "full":
-            updates.update(envelope["payload"])
-            for key, value in (*defaults.items(), ("version", self._version)):
-                updates.setdefault(key, value)
-            defaults = {}
+        self._outbox.set_inflight(seq, envelope["signature"])
+        if self.target == "exporter":
+            self.store.publish(self.role, self.hotkey, exporter_config(envelope), target="exporter")
+            return seq, envelope["signature"]
+        updates: dict[str, Any] = dict(envelope["payload"])
         updates.update(
             {ENVELOPE_KEY: envelope, "hotkey": self.hotkey, "signature": sign_v1(self._keypair, run_id)}
         )
-        if getattr(self.store, "supports_defaults", False):
-            self.store.publish(self.role, self.hotkey, updates, defaults=defaults)  # type: ignore[call-arg]
-        else:
-            self.store.publish(self.role, self.hotkey, {**defaults, **updates})
-        return seq
+        defaults = {"role": self.role, "config": {"netuid": self.netuid}, "version": self._version}
+        self.store.publish(self.role, self.hotkey, updates, defaults=defaults, target="neuron")
+        return seq, envelope["signature"]
+
+    def _check_single_writer(self, now: float) -> None:
+        """Refuse to write when another exporter publishes with this hotkey (no flip-flop)."""
+        current_config = getattr(self.store, "current_config", None)
+        if not callable(current_config):
+            return
+        env = envelope_of(current_config(self.role, self.hotkey, target="exporter"))
+        if env is None:
+            return
+        if env.get("hotkey") != self.hotkey:
+            log.warning(
+                "our run %s holds an envelope signed by %s, not by us: overwriting it",
+                self._run_id,
+                env.get("hotkey"),
+            )
+            return
+        server_seq = _int(env.get("seq"))
+        ours = {(self._seq, self._outbox.published_signature()), self._outbox.inflight()}
+        if self._seq > 0 or self._outbox.inflight() is not None:
+            # we wrote before: the run must still hold our last write (or the one sent before a crash)
+            if (server_seq, env.get("signature")) not in ours:
+                raise StoreError(
+                    f"another exporter publishes with hotkey {self.hotkey} into run {self._run_id} "
+                    f"(its seq {server_seq}, ours {self._seq}); run one exporter per hotkey",
+                    reason="conflict",
+                )
+            return
+        age = now - _float(env.get("signed_at"))
+        if age < self._takeover_after:
+            raise StoreError(
+                f"run {self._run_id} was signed by {self.hotkey} {age:.0f}s ago by another exporter "
+                f"(seq {server_seq}); taking over only after {self._takeover_after:.0f}s without writes",
+                reason="conflict",
+            )
+        self._outbox.raise_seq(server_seq)  # continue its sequence: readers reject a lower seq
 
     def _fail(self, reason: str, detail: str) -> None:
         reason = reason if reason in FAILURE_REASONS else "error"
@@ -230,6 +305,14 @@ class Publisher:
             return self._outbox.count()
         except StoreError:
             return self._entries
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 class PublishCollector(SubCollector):

@@ -683,7 +683,13 @@ def republish_without_penalty(state_path: Path, validator_uri: str, miner_hotkey
         finally:
             bump.close()
         publisher = Publisher(
-            store, keypair, role="validator", netuid=NETUID, outbox_path=str(outbox), mode="full"
+            store,
+            keypair,
+            role="validator",
+            netuid=NETUID,
+            outbox_path=str(outbox),
+            mode="full",
+            into_neuron_run=True,  # a simulated neuron: the demo's own simulated run, nobody else's
         )
         try:
             publisher.submit(payload)

@@ -6,9 +6,10 @@ allocated when a trusted validator's verified run lists its hotkey in ``allocate
 
 1. the validator set comes from :class:`~exporters.network.trust.ValidatorResolver` (chain, else
    the last good metagraph on disk, else the allowlist);
-2. ONE ``read_runs("validator", netuid)`` per refresh, without the original's server-side
-   ``$exists`` filter on ``allocated_hotkeys``: a validator publishing in envelope mode carries
-   the list only inside its signed v2 payload, and the network exporter reads it from there too;
+2. ONE ``read_runs("validator", netuid)`` per refresh (the neurons' runs), without the original's
+   server-side ``$exists`` filter on ``allocated_hotkeys``, plus ONE ``read_exporter_runs`` (our
+   validator exporters' own runs, where the list exists only inside the signed v2 payload, bound
+   to the validator's hotkey by that signature);
 3. :func:`~exporters.network.trust.verify_runs` with the trusted set, then the newest run per
    validator and :func:`~exporters.network.views.allocated_hotkeys`, as the network view does.
 
@@ -141,6 +142,9 @@ class AllocationSource:
             )
             return None
         records = self.store.read_runs("validator", self.netuid)
+        exporter_runs = getattr(self.store, "read_exporter_runs", None)
+        if callable(exporter_runs):
+            records = records + exporter_runs("validator", self.netuid)
         # The network exporter's order (newest created first) and its verification, to the letter.
         ordered = sorted(records, key=lambda r: (-_num(r.created_at), str(r.run_id)))
         result = verify_runs(

@@ -38,6 +38,8 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("stats", True, "dominant proof-of-GPU entry per uid and validator agreement."),
     ("specs", True, "miner-published GPU specs and claim mismatches."),
     ("ours", True, "the hotkeys declared as yours (--network.our-hotkeys), for alert and dashboard joins."),
+    ("attestation", True, "neuron-published vs exporter-signed allocations and GPU specs, per hotkey."),
+    ("inputs", True, "store, trust source and runs present; /health is degraded without them."),
 )
 
 
@@ -99,6 +101,7 @@ class NetworkParts:
     refresher: Any
     loops: list[Loop] = field(default_factory=list)
     ours: OurHotkeys = field(default_factory=OurHotkeys)
+    attestation: Any = None
 
 
 def build_exporter(
@@ -136,7 +139,46 @@ def build_exporter(
     ours = OurHotkeys.from_values(values)
     if enabled.get("ours", True):
         collectors.append(OursCollector(ours))
-    return NetworkParts(Exporter("network", collectors, loops=loops), refresher, loops, ours)
+    attestation = _attestation(values, store, refresher, enabled, collectors, loops)
+    return NetworkParts(Exporter("network", collectors, loops=loops), refresher, loops, ours, attestation)
+
+
+def _attestation(
+    values: dict[str, Any],
+    store: Any,
+    refresher: Any,
+    enabled: dict[str, bool],
+    collectors: list,
+    loops: list,
+) -> Any:
+    """Neuron runs vs our runs (exporters/network/attestation.py) and the degraded-inputs check."""
+    from exporters.network.attestation import (
+        AttestationCollector,
+        AttestationRefresher,
+        NetworkHealthCollector,
+        NetworkInputsCollector,
+    )
+
+    if enabled.get("inputs", True):
+        inputs = NetworkInputsCollector(lambda: refresher.snapshot)
+        collectors.extend([inputs, NetworkHealthCollector(inputs)])
+    if not enabled.get("attestation", True):
+        return None
+
+    def registered() -> tuple[frozenset[str], Any]:
+        trust = refresher.snapshot.trust
+        return trust.validators, trust.uids
+
+    attestation = AttestationRefresher(
+        store,
+        registered,
+        netuid=int(values.get("netuid", 27)),
+        max_run_age=float(values.get("network_max_run_age") or 86400.0),
+    )
+    interval = float(values.get("network_validator_refresh_interval") or 300.0)
+    loops.append(Loop("attestation", interval, attestation.refresh))
+    collectors.append(AttestationCollector(attestation))
+    return attestation
 
 
 def run(values: dict[str, Any]) -> int:

@@ -147,7 +147,7 @@ def _stats_entry(uid: int, hotkey: str, proven: tuple[str, int] | None, allocate
 
 
 class _Publisher:
-    """Signs and publishes one participant's run the way our publishers do."""
+    """Signs and publishes one simulated neuron's run ``{role}-{hotkey}``, v1 (plus a v2 envelope)."""
 
     def __init__(self, store: StateStore, netuid: int, clock: Callable[[], float]) -> None:
         self.store = store
@@ -156,7 +156,7 @@ class _Publisher:
 
     def publish(self, keypair: Any, role: str, payload: dict[str, Any], *, v2: bool = True) -> str:
         hotkey = keypair.ss58_address
-        run_id = self.store.run_id_for(role, hotkey)
+        run_id = self.store.run_id_for(role, hotkey, target="neuron")
         config: dict[str, Any] = {
             "hotkey": hotkey,
             "role": role,
@@ -176,7 +176,7 @@ class _Publisher:
                 seq=1,
                 signed_at=self.clock(),
             )
-        self.store.publish(role, hotkey, config)
+        self.store.publish(role, hotkey, config, target="neuron")
         return run_id
 
     def tamper(self, keypair: Any, role: str, key: str, value: Any) -> None:
@@ -185,7 +185,7 @@ class _Publisher:
         run = next(r for r in self.store.read_runs(role, self.netuid) if r.config.get("hotkey") == hotkey)
         envelope = copy.deepcopy(run.config[ENVELOPE_KEY])
         envelope["payload"][key] = value
-        self.store.publish(role, hotkey, {key: value, ENVELOPE_KEY: envelope})
+        self.store.publish(role, hotkey, {key: value, ENVELOPE_KEY: envelope}, target="neuron")
 
 
 def seed_network(
@@ -319,7 +319,8 @@ class MemoryStateStore:
         if self.fail:
             raise StoreUnavailable("memory store marked unavailable")
 
-    def run_id_for(self, role: str, hotkey: str) -> str:
+    def run_id_for(self, role: str, hotkey: str, target: str = "neuron") -> str:
+        """Neuron-style runs only: this store stands in for the neurons' WandB runs."""
         self._count("run_id")
         return self._ensure(role, hotkey).run_id
 
@@ -334,7 +335,9 @@ class MemoryStateStore:
                 self._runs[run_id] = RunRecord(run_id, name, {}, "running", now, now)
             return self._runs[run_id]
 
-    def publish(self, role: str, hotkey: str, updates: dict[str, Any]) -> str:
+    def publish(
+        self, role: str, hotkey: str, updates: dict[str, Any], defaults: Any = None, *, target: str = "neuron"
+    ) -> str:
         self._count("publish")
         run = self._ensure(role, hotkey)
         config = {**copy.deepcopy(run.config), **copy.deepcopy(updates)}

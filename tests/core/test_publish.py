@@ -41,8 +41,8 @@ def make_publisher(store, tmp_path, clock, **kwargs) -> Publisher:
     return Publisher(store, ALICE, **(options | kwargs))
 
 
-def read_one(store, role="miner", **kwargs):
-    [run] = store.read_runs(role, 27)
+def read_one(store, role="miner", neuron_run=False, **kwargs):
+    [run] = store.read_runs(role, 27) if neuron_run else store.read_exporter_runs(role, 27)
     now = kwargs.pop("now", store._clock())
     return run, verify_run(run, entity_project=PROJECT, netuid=27, role=role, now=now, **kwargs)
 
@@ -59,7 +59,7 @@ def store_down(store: SQLiteStateStore):
         blocker.close()
 
 
-def test_envelope_mode_publishes_a_valid_v2_run_that_the_originals_v1_check_also_accepts(
+def test_envelope_mode_publishes_a_valid_v2_run_of_our_own_that_the_originals_filters_never_select(
     store, tmp_path, clock
 ):
     pub = make_publisher(store, tmp_path, clock)
@@ -71,20 +71,22 @@ def test_envelope_mode_publishes_a_valid_v2_run_that_the_originals_v1_check_also
         "specs": {"gpu": {"count": 1, "details": [{"name": "NVIDIA H100", "capacity": 81559}]}}
     }
     assert result.seq == 1
-    assert verify_v1(run.config["hotkey"], run.config["signature"], run.run_id)
-    # the original's server-side filters need these, and nothing else is written top-level
-    assert run.config["role"] == "miner" and run.config["config"] == {"netuid": 27}
-    assert set(run.config) == {ENVELOPE_KEY, "hotkey", "signature", "role", "config"}
+    # a run of our own: the envelope is its whole config, under a name get_run_id never matches
+    assert run.name == f"opencompute-exporter-miner-{ALICE.ss58_address}"
+    assert set(run.config) == {ENVELOPE_KEY}
+    assert store.read_runs("miner", 27) == []  # the original's filters (config.role, config.config.netuid)
 
 
 def test_full_mode_also_writes_the_originals_top_level_shapes(store, tmp_path, clock):
-    pub = make_publisher(store, tmp_path, clock, role="validator", mode="full", version=190)
+    pub = make_publisher(
+        store, tmp_path, clock, role="validator", mode="full", version=190, into_neuron_run=True
+    )
     stats = {
         "3": {"uid": 3, "hotkey": "5X", "gpu_specs": None, "score": 0, "allocated": False, "own_score": True}
     }
     pub.submit({"stats": stats, "allocated_hotkeys": ["5Y"]})
     pub.flush()
-    run, result = read_one(store, role="validator")
+    run, result = read_one(store, role="validator", neuron_run=True)
     assert result.outcome is Outcome.VALID_V2
     assert run.config["stats"] == stats and run.config["allocated_hotkeys"] == ["5Y"]
     assert (run.config["role"], run.config["version"], run.config["config"]) == (
@@ -242,7 +244,7 @@ def test_a_publisher_killed_mid_way_loses_nothing_after_restart(tmp_path, clock)
     # phase 2: store down, killed while updates pile up in the outbox
     with store_down(store):
         last = _run_child_until(tmp_path, acked=last + 10)
-    seen_seq = store.read_runs("miner", 27)[0].config[ENVELOPE_KEY]["seq"]
+    seen_seq = store.read_exporter_runs("miner", 27)[0].config[ENVELOPE_KEY]["seq"]
     # restart: a new publisher on the same files drains what the dead ones left behind
     pub = Publisher(store, ALICE, role="miner", netuid=27, outbox_path=str(tmp_path / "outbox.db"))
     assert pub.outbox_entries >= 1
@@ -303,14 +305,15 @@ def test_a_configured_identity_publishes_and_is_exported_with_store_request_coun
     pub = build_publisher(values, identity, store, "miner")
     pub.submit({"a": 1})
     pub.flush()
-    store.read_runs("miner", 15)
+    store.read_exporter_runs("miner", 15)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ScrapeCollector([IdentityCollector(identity, store, role="miner")]))
     info = {"role": "miner", "hotkey": ALICE.ss58_address, "netuid": "15"}
     assert registry.get_sample_value("opencompute_identity_info", info) == 1
     assert registry.get_sample_value("opencompute_publish_enabled") == 1
     read = {"backend": "sqlite", "operation": "read"}
-    assert registry.get_sample_value("opencompute_state_store_requests_total", read) == 1
+    # the publisher's single-writer check (the run's current envelope) and our read
+    assert registry.get_sample_value("opencompute_state_store_requests_total", read) == 2
 
 
 def test_wallet_and_uri_together_are_a_config_error(tmp_path):
@@ -319,3 +322,41 @@ def test_wallet_and_uri_together_are_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError):
         build_identity(_values(tmp_path, hotkey_uri="//Alice", wallet_name="cold"))
+
+
+def test_full_mode_without_the_dangerous_flag_is_a_config_error_and_with_it_says_why(tmp_path, caplog):
+    from exporters.core.config import ConfigError
+    from exporters.core.identity import build_identity, build_publisher, build_store
+
+    values = _values(tmp_path, hotkey_uri="//Alice", publish_mode="full")
+    identity, store = build_identity(values, role="validator"), build_store(values)
+    with pytest.raises(ConfigError) as err:
+        build_publisher(values, identity, store, "validator")
+    assert "--publish.into-neuron-run" in str(err.value)
+    values["publish_into_neuron_run"] = True
+    pub = build_publisher(values, identity, store, "validator")
+    assert pub is not None and pub.target == "neuron"
+    assert any("erases ours" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    with pytest.raises(ConfigError):  # the flag alone changes nothing silently either
+        build_publisher(
+            _values(tmp_path, hotkey_uri="//Alice", publish_into_neuron_run=True), identity, store, "v"
+        )
+
+
+def test_a_wallet_on_the_sqlite_backend_warns_once_and_exports_that_nothing_reaches_the_network(
+    tmp_path, caplog
+):
+    from exporters.core.identity import Identity, IdentityCollector, build_publisher, build_store
+
+    values = _values(tmp_path)
+    store = build_store(values)
+    wallet = Identity(ALICE, 27, "miner", source="wallet")
+    build_publisher(values, wallet, store, "miner")
+    warnings = [r for r in caplog.records if "nothing reaches the network" in r.getMessage()]
+    assert len(warnings) == 1 and ALICE.ss58_address in warnings[0].getMessage()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeCollector([IdentityCollector(wallet, store, role="miner")]))
+    assert registry.get_sample_value("opencompute_publish_local_only") == 1
+    dev = CollectorRegistry(auto_describe=False)  # a development key URI is not a real hotkey
+    dev.register(ScrapeCollector([IdentityCollector(Identity(ALICE, 27, "miner", source="uri"), store)]))
+    assert dev.get_sample_value("opencompute_publish_local_only") == 0

@@ -26,10 +26,13 @@ def store(tmp_path: Path) -> SQLiteStateStore:
 
 def test_publish_then_read_round_trips_the_merged_config(store):
     run_id = store.publish(
-        "miner", MINER, {"role": "miner", "config": {"netuid": 27}, "specs": {"gpu": {"count": 1}}}
+        "miner",
+        MINER,
+        {"role": "miner", "config": {"netuid": 27}, "specs": {"gpu": {"count": 1}}},
+        target="neuron",
     )
-    store.publish("miner", MINER, {"allocated": VALIDATOR})
-    store.publish("miner", MINER, {"specs": {"gpu": {"count": 2}}})
+    store.publish("miner", MINER, {"allocated": VALIDATOR}, target="neuron")
+    store.publish("miner", MINER, {"specs": {"gpu": {"count": 2}}}, target="neuron")
     [run] = store.read_runs("miner", 27)
     assert run.run_id == run_id
     assert run.name == f"miner-{MINER}"
@@ -53,13 +56,20 @@ def test_run_ids_are_stable_wandb_shaped_and_shared_between_store_instances(tmp_
 
 def test_reads_apply_the_originals_server_side_filters(store):
     clock = store._clock
-    store.publish("validator", VALIDATOR, {"role": "validator", "config": {"netuid": 27}, "stats": {}})
+    store.publish(
+        "validator", VALIDATOR, {"role": "validator", "config": {"netuid": 27}, "stats": {}}, target="neuron"
+    )
     clock.now = 2000.0
     store.publish(
-        "validator", MINER, {"role": "validator", "config": {"netuid": 27}, "allocated_hotkeys": []}
+        "validator",
+        MINER,
+        {"role": "validator", "config": {"netuid": 27}, "allocated_hotkeys": []},
+        target="neuron",
     )
-    store.publish("validator", "5Other", {"role": "validator", "config": {"netuid": 15}, "stats": {}})
-    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27}})
+    store.publish(
+        "validator", "5Other", {"role": "validator", "config": {"netuid": 15}, "stats": {}}, target="neuron"
+    )
+    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27}}, target="neuron")
 
     def hotkeys(**kwargs) -> list[str]:
         return [r.name.split("-", 1)[1] for r in store.read_runs("validator", 27, **kwargs)]
@@ -75,14 +85,18 @@ def test_reads_apply_the_originals_server_side_filters(store):
 
 
 def test_defaults_only_fill_keys_the_run_does_not_have(store):
-    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27, "subtensor": "finney"}})
-    store.publish("miner", MINER, {"x": 1}, defaults={"role": "zzz", "config": {"netuid": 27}})
+    store.publish(
+        "miner", MINER, {"role": "miner", "config": {"netuid": 27, "subtensor": "finney"}}, target="neuron"
+    )
+    store.publish(
+        "miner", MINER, {"x": 1}, defaults={"role": "zzz", "config": {"netuid": 27}}, target="neuron"
+    )
     [run] = store.read_runs("miner", 27)
     assert run.config == {"role": "miner", "config": {"netuid": 27, "subtensor": "finney"}, "x": 1}
 
 
 def test_request_counts_are_kept_by_operation(store):
-    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27}})
+    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27}}, target="neuron")
     store.read_runs("miner", 27)
     store.read_runs("miner", 27)
     assert store.request_counts() == {"publish": 1, "read": 2}
@@ -97,16 +111,16 @@ def test_a_locked_database_is_reported_as_unavailable_with_a_bounded_reason(tmp_
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StoreUnavailable) as err:
-            store.publish("miner", MINER, {"x": 1})
+            store.publish("miner", MINER, {"x": 1}, target="neuron")
         assert err.value.reason == "timeout"
     finally:
         blocker.rollback()
         blocker.close()
-    store.publish("miner", MINER, {"x": 1})  # recovers once the lock is gone
+    store.publish("miner", MINER, {"x": 1}, target="neuron")  # recovers once the lock is gone
 
 
 def test_a_row_with_corrupt_json_is_read_and_then_rejected_not_crashed_on(store, tmp_path):
-    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27}})
+    store.publish("miner", MINER, {"role": "miner", "config": {"netuid": 27}}, target="neuron")
     with sqlite3.connect(tmp_path / "state.db") as conn:
         conn.execute('UPDATE runs SET config = \'{"role":"miner","config":{"netuid":27},\' ')
     runs = store.read_runs("miner", 27)
@@ -128,7 +142,8 @@ WRITER = textwrap.dedent(
     store = SQLiteStateStore(path, busy_timeout=10.0)
     ids = set()
     for i in range(count):
-        ids.add(store.publish("validator", "5Shared", {f"{tag}-{i}": i, "role": "validator"}))
+        body = {f"{tag}-{i}": i, "role": "validator"}
+        ids.add(store.publish("validator", "5Shared", body, target="neuron"))
     print(",".join(sorted(ids)))
     """
 )
@@ -152,6 +167,6 @@ def test_two_processes_publishing_to_one_run_lose_no_keys(tmp_path):
     config = SQLiteStateStore(path).read_runs("validator", 27) or None
     assert config is None  # no netuid yet: the filter must not match
     store = SQLiteStateStore(path)
-    store.publish("validator", "5Shared", {"config": {"netuid": 27}})
+    store.publish("validator", "5Shared", {"config": {"netuid": 27}}, target="neuron")
     [run] = store.read_runs("validator", 27)
     assert {f"{t}-{i}" for t in "ab" for i in range(40)} <= set(run.config)

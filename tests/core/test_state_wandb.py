@@ -82,10 +82,11 @@ def test_a_run_written_in_real_offline_mode_reads_back_valid_through_the_real_ap
         outbox_path=str(tmp_path / "ob.db"),
         mode="full",
         version=190,
+        into_neuron_run=True,  # a simulation: our publisher replaces the original one
     )
     pub.submit(stats_payload())  # ~60 KB: the .wandb records span several 32 KiB blocks
     assert pub.flush() == 1
-    run_id = store.run_id_for("validator", ALICE.ss58_address)
+    run_id = store.run_id_for("validator", ALICE.ss58_address, target="neuron")
     store.close()  # offline runs reach their .wandb file at finish
 
     synced = read_offline_run(offline_run_file(tmp_path / "writer", run_id))
@@ -230,15 +231,17 @@ def test_the_envelope_survives_the_wandb_config_round_trip_unchanged(fake, tmp_p
     store.close()
     synced = read_offline_run(offline_run_file(tmp_path / "writer", run_id))
     assert synced.config[ENVELOPE_KEY] == local[ENVELOPE_KEY]
-    assert set(synced.config) == {ENVELOPE_KEY, "hotkey", "signature", "role", "config"}
+    assert set(synced.config) == {ENVELOPE_KEY}  # a run of our own: the envelope only
+    assert synced.display_name == f"opencompute-exporter-miner-{ALICE.ss58_address}"
     fake.add_run(run_id, synced.display_name, synced.config)
-    [record] = reader(fake, tmp_path).read_runs("miner", 27)
+    assert reader(fake, tmp_path).read_runs("miner", 27) == []  # the original's filters skip it
+    [record] = reader(fake, tmp_path).read_exporter_runs("miner", 27)
     result = verify_run(record, entity_project=PROJECT, netuid=27, role="miner", now=time.time())
     assert result.outcome is Outcome.VALID_V2
     assert result.payload == {"specs": {**specs, "cpu": {"count": 64, "frequency": 3500}}, "allocated": None}
 
 
-def test_an_online_init_outage_keeps_updates_in_the_outbox_and_is_bounded_by_the_timeout(fake, tmp_path):
+def test_an_online_outage_keeps_updates_in_the_outbox_and_is_bounded_by_the_timeout(fake, tmp_path):
     fake.down(503)
     store = WandbStateStore(
         base_url=fake.base_url,
@@ -248,7 +251,6 @@ def test_an_online_init_outage_keeps_updates_in_the_outbox_and_is_bounded_by_the
         run_dir=str(tmp_path / "online"),
         db_path=str(tmp_path / "online.db"),
     )
-    store._WandbRun.insert(hotkey=ALICE.ss58_address, run_id="abcd1234").execute()  # a known run id
     pub = Publisher(store, ALICE, role="miner", netuid=27, outbox_path=str(tmp_path / "ob.db"))
     pub.submit({"a": 1})
     started = time.monotonic()
@@ -256,5 +258,8 @@ def test_an_online_init_outage_keeps_updates_in_the_outbox_and_is_bounded_by_the
     assert time.monotonic() - started < 10
     snap = pub.snapshot()
     assert snap["entries"] == 1 and snap["failures"]["timeout"] == 1
-    assert fake.requests["RunResumeStatus"] >= 1  # it really tried the (fake) server
-    assert store.request_counts()["init"] == 1
+    assert fake.requests["Viewer"] >= 1  # it really tried the (fake) server
+    assert store.request_counts()["auth"] == 1
+    fake.up()
+    assert pub.flush() == 1  # the server is back: the entry is published, then dropped
+    assert pub.snapshot()["entries"] == 0

@@ -291,13 +291,19 @@ def free_port() -> int:
 
 
 def test_the_miner_exec_start_serves_metrics_with_the_example_env_file(tmp_path):
-    """What a new operator does first: run ExecStart by hand with the shipped env file."""
+    """What a new operator does first: run ExecStart by hand with the shipped env file, after
+    filling in the one value it asks for (the WandB key; WandB itself is out of reach here)."""
     active, _ = env_entries(SYSTEMD / "default" / "opencompute-miner")
+    assert active["OPENCOMPUTE_STATE_BACKEND"] == "wandb" and active["WANDB_API_KEY"] == ""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
         **active,
+        "WANDB_API_KEY": "k" * 40,
+        "WANDB_BASE_URL": "http://127.0.0.1:9",  # nothing listens: reads fail in the background
+        "WANDB_DIR": str(tmp_path),
+        "OPENCOMPUTE_STATE_SQLITE_PATH": str(tmp_path / "state.db"),
         "OPENCOMPUTE_WEB_LISTEN_ADDRESS": f"127.0.0.1:{port}",
     }
     unit = parse_unit(SYSTEMD / "opencompute-miner-exporter.service")
@@ -321,6 +327,25 @@ def test_the_miner_exec_start_serves_metrics_with_the_example_env_file(tmp_path)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_the_shipped_env_file_without_the_wandb_key_stops_at_start_with_a_clear_error(tmp_path):
+    active, _ = env_entries(SYSTEMD / "default" / "opencompute-miner")
+    unit = parse_unit(SYSTEMD / "opencompute-miner-exporter.service")
+    argv = one(unit, "Service", "ExecStart").replace(INSTALLED_EXEC, installed_cli()).split()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "NETRC": str(tmp_path / "none"),
+        **active,
+        "OPENCOMPUTE_HOTKEY_URI": "//Alice",  # a hotkey to publish with (a wallet in production)
+        "OPENCOMPUTE_STATE_SQLITE_PATH": str(tmp_path / "state.db"),
+        "OPENCOMPUTE_WEB_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    started = time.monotonic()
+    result = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and time.monotonic() - started < 20
+    assert "WANDB_API_KEY" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("unit", sorted(ALL_SERVICES))

@@ -1,22 +1,56 @@
-"""A FAKE of the WandB GraphQL endpoint, for tests only. It is not WandB.
+"""A FAKE of the WandB server (GraphQL + file stream), for tests only. It is not WandB.
 
-Why a fake: the real ``wandb.Api`` client (wandb 0.31, which routes GraphQL through its Go
-``wandb-core`` process) must be exercised end to end, and a real W&B server needs docker and the
-network. This stdlib HTTP server on ``127.0.0.1:0`` answers exactly what the client sends
-(read from ``wandb/apis/public/api.py`` and ``runs.py``):
+Why a fake: the real wandb client (0.31; both ``wandb.Api`` and ``wandb.init`` talk to the
+server through the Go ``wandb-core`` process) must be exercised end to end, and a real W&B
+server needs docker and the network. This stdlib HTTP server on ``127.0.0.1:0`` answers
+what the client actually sends. Read in wandb's public repository (``github:wandb/wandb`` at
+b6e29505, ``core/``) and in the installed Python package, and checked against the requests
+the installed 0.31 ``wandb-core`` binary made to this fake:
 
-- ``Viewer`` (``wandb.Api()`` verifies credentials eagerly) and ``GetDefaultEntity``;
+Reads (``wandb/apis/public/api.py``, ``runs.py``):
+
+- ``Viewer`` (``wandb.Api()`` verifies credentials eagerly; ``core/api/graphql/query_viewer.graphql``)
+  and ``GetDefaultEntity``;
 - ``Runs($project, $entity, $cursor, $perPage, $order, $filters)`` with the full
   ``RunFragment`` (``lazy=False``) or the lightweight one: mongo-style ``filters``
   (``$and``, ``$or``, ``$exists``, ``$in``, ``$nin``, ``$ne``, ``$gt``/``$gte``/``$lt``/``$lte``,
   equality) on ``config.<key>[.<nested>]``, ``display_name``, ``name``, ``state``;
   ``order`` by ``created_at``/``heartbeat_at``; cursor pagination
   (``edges{node,cursor}``, ``pageInfo{endCursor,hasNextPage}``) and ``runCount``;
-- anything else (OTEL metrics posts, unknown queries): an empty ``data`` object.
+- ``Run($project, $entity, $name)`` (``api.run(path)``): ``project{run{...RunFragment}}``,
+  ``run: null`` when absent (the client raises ``RunNotFoundError``).
+
+Writes (``wandb.init(id=..., resume="allow")``, ``run.config.update``, ``finish``):
+
+- ``RunResumeStatus`` (``core/api/graphql/query_run_resume_status.graphql``, consumed by
+  ``core/internal/runbranch/resume.go`` + ``processresponse.go``): ``model{bucket{config,
+  summaryMetrics, historyTail, eventsTail, *LineCount, wandbConfig(keys:["t"])}}``. A run counts
+  as started only when ``wandbConfig`` has ``t`` (else the client starts it afresh); on
+  resume the client merges the server's config under its own (``runconfig.MergeResumedConfig``):
+  that copy is what it sends back later;
+- ``UpsertBucket`` (``core/api/graphql/mutation_run.graphql``, sent by
+  ``core/internal/runupserter/runupserter.go``, debounced 5 s in ``runupdatework.go``; also
+  ``Api.create_run`` and ``public.Run.update``): creates or updates the run by ``id`` (storage
+  id) or ``entity/project/name``. With W&B's semantics: a ``config`` variable (JSON of
+  ``{key: {"value": v, "desc": ...}}``, ``runconfig.Serialize``) **replaces** the run's whole
+  config; ``displayName``, ``state``, ``summaryMetrics`` replace theirs when given;
+- ``ServerFeaturesQuery`` / ``ServerInfo`` probes (``query_server_features.graphql``,
+  ``query_server_info.graphql``): no optional features;
+- ``CreateRunFiles`` (``mutation_create_run_files.graphql``, ``core/internal/runfiles/uploader.go``):
+  one upload URL per file on this server, which accepts the ``PUT``. Answering ``{}`` here is
+  what made wandb-core 0.31 panic at shutdown (nil ``CreateRunFiles`` dereference in
+  ``uploader.upload``); ``MarkRunFilesUploaded`` answers ``success``;
+- ``POST /files/{entity}/{project}/{run}/file_stream`` (``core/internal/filestream/filestreamimpl.go``,
+  gzip when the ``FILESTREAM_GZIP`` feature is on, which this fake does not announce): history
+  lines are counted, every post is a heartbeat, ``complete`` with ``exitcode`` ends the run
+  (``finished`` for 0, else ``failed``);
+- wandb-core's OTEL metrics posts (``/sdk/otel/v1/metrics``) and anything unknown: an empty
+  ``data`` object; unknown GraphQL operation names are kept in ``unhandled``.
 
 Runs live in memory, configs stored the way W&B stores them (``{"key": {"value": ...}}``).
-``down(status)`` makes every GraphQL request fail with that HTTP status, to simulate outages;
-``requests`` counts requests by operation name.
+``down(status)`` makes every request fail with that HTTP status, to simulate outages;
+``reject(operation, status)`` fails only one operation; ``requests`` counts requests by
+operation name (``file_stream`` and ``upload`` for the HTTP endpoints).
 
 ``read_offline_run(path)`` decodes a ``run-<id>.wandb`` file written by wandb's *real* offline
 mode (LevelDB-log framing of ``wandb_internal_pb2.Record``), so a test can load exactly what a
@@ -26,10 +60,12 @@ mode (LevelDB-log framing of ``wandb_internal_pb2.Record``), so a test can load 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import struct
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +90,15 @@ class FakeRun:
     entity: str = "neuralinternet"
     project: str = "opencompute"
     tags: list[str] = field(default_factory=list)
+    internal: dict[str, Any] = field(default_factory=dict)  # the "_wandb" config value
+    summary: dict[str, Any] = field(default_factory=dict)
+    history_lines: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    config_writes: int = 0  # UpsertBucket requests that replaced the config
+
+    @property
+    def storage_id(self) -> str:
+        return base64.b64encode(f"Run:v1:{self.run_id}:{self.project}:{self.entity}".encode()).decode()
 
 
 def _iso(ts: float) -> str:
@@ -135,6 +180,9 @@ class FakeWandbGraphQL:
         self.requests: Counter[str] = Counter()
         self.last_variables: dict[str, dict[str, Any]] = {}
         self.down_status: int | None = None
+        self.rejected: dict[str, int] = {}
+        self.unhandled: Counter[str] = Counter()
+        self.clock = time.time
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -144,13 +192,19 @@ class FakeWandbGraphQL:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:
+            def _body(self) -> bytes:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                status, payload = fake.handle(self.path, body)
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                return body
+
+            def _reply(self, status: int, payload: dict[str, Any]) -> None:
                 out = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -158,7 +212,13 @@ class FakeWandbGraphQL:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def do_POST(self) -> None:
+                self._reply(*fake.handle(self.path, self._body()))
+
+            def do_PUT(self) -> None:
+                self._reply(*fake.handle_upload(self.path, self._body()))
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="fake-wandb", daemon=True).start()
         return self.base_url
@@ -175,11 +235,16 @@ class FakeWandbGraphQL:
             self._server = None
 
     def down(self, status: int = 503) -> None:
-        """Fail every GraphQL request with ``status`` until :meth:`up`."""
+        """Fail every request with ``status`` until :meth:`up`."""
         self.down_status = status
 
     def up(self) -> None:
         self.down_status = None
+        self.rejected.clear()
+
+    def reject(self, operation: str, status: int = 400) -> None:
+        """Fail only ``operation`` (e.g. ``UpsertBucket``) with ``status`` until :meth:`up`."""
+        self.rejected[operation] = status
 
     def add_run(
         self,
@@ -205,10 +270,22 @@ class FakeWandbGraphQL:
             self.runs = [r for r in self.runs if r.run_id != run_id] + [run]
         return run
 
+    def run(self, run_id: str) -> FakeRun | None:
+        """The stored run with that id (name), or None."""
+        with self._lock:
+            return next((r for r in self.runs if r.run_id == run_id), None)
+
+    def runs_named(self, display_name: str) -> list[FakeRun]:
+        with self._lock:
+            return [r for r in self.runs if r.display_name == display_name]
+
     # ---------------------------------------------------------------- protocol
 
     def handle(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        if path.rstrip("/") != "/graphql":
+        route = path.split("?")[0].rstrip("/")
+        if route.endswith("/file_stream"):
+            return self._file_stream(route, body)
+        if route != "/graphql":
             return 200, {}  # e.g. wandb-core's OTEL metrics posts
         try:
             request = json.loads(body)
@@ -220,27 +297,203 @@ class FakeWandbGraphQL:
         with self._lock:
             self.requests[operation] += 1
             self.last_variables[operation] = variables
-        if self.down_status is not None:
-            return self.down_status, {"errors": [{"message": "fake outage"}]}
-        if operation == "Viewer":
-            return 200, {"data": {"viewer": self._viewer()}}
-        if operation == "GetDefaultEntity":
-            return 200, {"data": {"viewer": {"id": "VXNlcjox", "entity": self.entity}}}
-        if operation == "Runs":
-            try:
-                return 200, {"data": {"project": self._runs_page(variables)}}
-            except ValueError as exc:
-                return 400, {"errors": [{"message": str(exc)}]}
-        return 200, {"data": {}}
+        status = self.down_status or self.rejected.get(operation)
+        if status is not None:
+            return status, {"errors": [{"message": "fake outage"}]}
+        handler = self._handlers.get(operation)
+        if handler is None:
+            with self._lock:
+                self.unhandled[operation] += 1
+            return 200, {"data": {}}
+        try:
+            return 200, {"data": handler(self, variables)}
+        except ValueError as exc:
+            return 400, {"errors": [{"message": str(exc)}]}
 
-    def _viewer(self) -> dict[str, Any]:
+    def handle_upload(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """``PUT`` to an upload URL that ``CreateRunFiles`` handed out."""
+        with self._lock:
+            self.requests["upload"] += 1
+        if self.down_status is not None:
+            return self.down_status, {}
+        parts = path.split("?")[0].split("/")  # /_upload/<entity>/<project>/<run>/<file...>
+        if len(parts) < 6 or parts[1] != "_upload":
+            return 404, {}
+        run = self.run(parts[4])
+        if run is not None:
+            with self._lock:
+                run.files["/".join(parts[5:])] = body
+        return 200, {}
+
+    def _viewer(self, _variables: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
-            "id": "VXNlcjox",
-            "entity": self.entity,
-            "username": "fake-user",
-            "flags": "{}",
-            "teams": {"edges": [{"node": {"name": self.entity}}]},
+            "viewer": {
+                "id": "VXNlcjox",
+                "entity": self.entity,
+                "username": "fake-user",
+                "email": None,
+                "flags": "{}",
+                "teams": {"edges": [{"node": {"name": self.entity}}]},
+            }
         }
+
+    def _default_entity(self, _variables: dict[str, Any]) -> dict[str, Any]:
+        return {"viewer": {"id": "VXNlcjox", "entity": self.entity}}
+
+    def _server_info(self, _variables: dict[str, Any]) -> dict[str, Any]:
+        return {"serverInfo": {"cliVersionInfo": {}, "latestLocalVersionInfo": None, "features": []}}
+
+    def _project_ok(self, variables: dict[str, Any], project_key: str = "project") -> bool:
+        entity = variables.get("entity") or self.entity
+        return (entity, variables.get(project_key)) == (self.entity, self.project)
+
+    def _find(self, variables: dict[str, Any]) -> FakeRun | None:
+        storage_id = variables.get("id")
+        with self._lock:
+            for run in self.runs:
+                if storage_id and run.storage_id == storage_id:
+                    return run
+                if not storage_id and run.run_id == variables.get("name"):
+                    return run
+        return None
+
+    def _upsert_bucket(self, variables: dict[str, Any]) -> dict[str, Any]:
+        run = self._find(variables)
+        inserted = run is None
+        if run is None:
+            if variables.get("id"):
+                raise ValueError("run not found")
+            if not self._project_ok(variables):
+                raise ValueError("project not found")
+            now = self.clock()
+            run = FakeRun(
+                variables["name"], variables["name"], {}, "running", now, now, self.entity, self.project
+            )
+            with self._lock:
+                self.runs.append(run)
+        with self._lock:
+            if variables.get("config") is not None:
+                raw = json.loads(variables["config"])
+                run.internal = (raw.pop("_wandb", None) or {}).get("value") or run.internal
+                run.config = {k: v.get("value") for k, v in raw.items() if isinstance(v, dict)}
+                run.config_writes += 1
+            if variables.get("displayName") is not None or variables.get("display_name") is not None:
+                run.display_name = variables.get("displayName") or variables.get("display_name")
+            if variables.get("state"):
+                run.state = variables["state"]
+            if variables.get("summaryMetrics") is not None:
+                run.summary = json.loads(variables["summaryMetrics"])
+            run.heartbeat_at = self.clock()
+            if not inserted and run.state != "running" and variables.get("config") is not None:
+                run.state = "running"  # a resumed run is running again
+        return {
+            "upsertBucket": {
+                "bucket": {
+                    **_node(run),
+                    "sweepName": None,
+                    "project": {
+                        "id": "UHJvamVjdDox",
+                        "name": run.project,
+                        "entity": {"id": "RW50aXR5OjE=", "name": run.entity},
+                    },
+                },
+                "inserted": inserted,
+            }
+        }
+
+    def _resume_status(self, variables: dict[str, Any]) -> dict[str, Any]:
+        if not self._project_ok(variables):
+            return {"model": None}
+        run = self._find({"name": variables.get("name")})
+        bucket = None
+        if run is not None:
+            node = _node(run)
+            bucket = {
+                "id": run.storage_id,
+                "name": run.run_id,
+                "displayName": run.display_name,
+                "summaryMetrics": json.dumps(run.summary),
+                "logLineCount": 0,
+                "historyLineCount": run.history_lines,
+                "eventsLineCount": 0,
+                "historyTail": "[]",
+                "eventsTail": "[]",
+                "config": node["config"],
+                "tags": run.tags,
+                "notes": None,
+                "wandbConfig": json.dumps({"t": run.internal["t"]} if "t" in run.internal else {}),
+            }
+        return {
+            "model": {
+                "id": "UHJvamVjdDox",
+                "name": self.project,
+                "entity": {"id": "RW50aXR5OjE=", "name": self.entity},
+                "bucket": bucket,
+            }
+        }
+
+    def _create_run_files(self, variables: dict[str, Any]) -> dict[str, Any]:
+        run = self._find({"name": variables.get("run")})
+        if run is None:
+            raise ValueError("run not found")
+        base = f"{self.base_url}/_upload/{run.entity}/{run.project}/{run.run_id}"
+        return {
+            "createRunFiles": {
+                "runID": run.storage_id,
+                "uploadHeaders": [],
+                "files": [
+                    {"name": name, "uploadUrl": f"{base}/{name}"} for name in variables.get("files") or []
+                ],
+            }
+        }
+
+    def _mark_uploaded(self, _variables: dict[str, Any]) -> dict[str, Any]:
+        return {"markRunFilesUploaded": {"success": True}}
+
+    def _run_query(self, variables: dict[str, Any]) -> dict[str, Any] | None:
+        if not self._project_ok(variables):
+            return {"project": None}
+        run = self._find({"name": variables.get("name")})
+        return {"project": {"run": _node(run) if run is not None else None}}
+
+    def _file_stream(self, route: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.requests["file_stream"] += 1
+        if self.down_status is not None:
+            return self.down_status, {}
+        parts = route.split("/")  # /files/<entity>/<project>/<run>/file_stream
+        run = self.run(parts[-2]) if len(parts) >= 6 else None
+        if run is None:
+            return 404, {"error": "run not found"}
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return 400, {"error": "bad json"}
+        with self._lock:
+            history = (request.get("files") or {}).get("wandb-history.jsonl") or {}
+            run.history_lines += len(history.get("content") or [])
+            run.heartbeat_at = self.clock()
+            if request.get("complete"):
+                run.state = "finished" if not request.get("exitcode") else "failed"
+            else:
+                run.state = "running"
+        return 200, {}
+
+    def _runs_query(self, variables: dict[str, Any]) -> dict[str, Any]:
+        return {"project": self._runs_page(variables)}
+
+    _handlers = {
+        "Viewer": _viewer,
+        "GetDefaultEntity": _default_entity,
+        "ServerInfo": _server_info,
+        "ServerFeaturesQuery": _server_info,
+        "Runs": _runs_query,
+        "Run": _run_query,
+        "RunResumeStatus": _resume_status,
+        "UpsertBucket": _upsert_bucket,
+        "CreateRunFiles": _create_run_files,
+        "MarkRunFilesUploaded": _mark_uploaded,
+    }
 
     def _runs_page(self, variables: dict[str, Any]) -> dict[str, Any] | None:
         if (variables.get("entity"), variables.get("project")) != (self.entity, self.project):
@@ -270,6 +523,16 @@ class FakeWandbGraphQL:
         }
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """wandb-core drops idle keep-alive connections at exit: not an error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _ordered(runs: list[FakeRun], order: str) -> list[FakeRun]:
     descending = order.startswith("-")
     key = order.lstrip("+-")
@@ -278,11 +541,11 @@ def _ordered(runs: list[FakeRun], order: str) -> list[FakeRun]:
 
 
 def _node(run: FakeRun) -> dict[str, Any]:
-    config = {"_wandb": {"value": {"cli_version": "0.31.0"}, "desc": None}}
+    config = {"_wandb": {"value": run.internal or {"cli_version": "0.31.0"}, "desc": None}}
     config.update({k: {"value": v, "desc": None} for k, v in run.config.items()})
     return {
         "projectId": 1,
-        "id": base64.b64encode(f"Run:v1:{run.run_id}:{run.project}:{run.entity}".encode()).decode(),
+        "id": run.storage_id,
         "tags": run.tags,
         "name": run.run_id,
         "displayName": run.display_name,
@@ -298,8 +561,8 @@ def _node(run: FakeRun) -> dict[str, Any]:
         "description": None,
         "notes": None,
         "systemMetrics": "{}",
-        "summaryMetrics": "{}",
-        "historyLineCount": 0,
+        "summaryMetrics": json.dumps(run.summary),
+        "historyLineCount": run.history_lines,
         "user": {"name": "fake-user", "username": "fake-user"},
         "historyKeys": None,
     }

@@ -78,15 +78,23 @@ def publish_validator_run(
     clock: Callable[[], float] = time.time,
     mode: str = "full",
 ) -> str:
-    """Publish a validator's ``allocated_hotkeys`` the way a validator does: the real Publisher, a real
-    sr25519 dev key, ``full`` mode by default (top-level keys as the original writes them, plus the
-    v2 envelope) or ``envelope`` mode (the list only inside the signed payload).
+    """Publish a validator's ``allocated_hotkeys``: the real Publisher, a real sr25519 dev key,
+    ``full`` mode by default (a simulated neuron: the original's top-level keys in its
+    ``validator-{hotkey}`` run, plus the v2 envelope) or ``envelope`` mode (what our validator
+    exporter does: the list only inside the signed payload, in a run of our own).
     Returns the validator's hotkey."""
     keypair = keypair_from_uri(uri)
     store = SQLiteStateStore(str(state_path))
     outbox = outbox_dir / f"outbox-{uri.strip('/').replace('/', '-')}.db"
     publisher = Publisher(
-        store, keypair, role="validator", netuid=27, outbox_path=str(outbox), mode=mode, clock=clock
+        store,
+        keypair,
+        role="validator",
+        netuid=27,
+        outbox_path=str(outbox),
+        mode=mode,
+        clock=clock,
+        into_neuron_run=mode == "full",
     )
     try:
         publisher.submit({"allocated_hotkeys": allocated, "stats": {}})
@@ -104,7 +112,12 @@ def tamper_allocation(state_path: Path, validator_hotkey: str, allocated: list[s
         [run] = [r for r in store.read_runs("validator", 27) if r.config.get("hotkey") == validator_hotkey]
         envelope = copy.deepcopy(run.config[ENVELOPE_KEY])
         envelope["payload"]["allocated_hotkeys"] = allocated
-        store.publish("validator", validator_hotkey, {"allocated_hotkeys": allocated, ENVELOPE_KEY: envelope})
+        store.publish(
+            "validator",
+            validator_hotkey,
+            {"allocated_hotkeys": allocated, ENVELOPE_KEY: envelope},
+            target="neuron",
+        )
     finally:
         store.close()
 

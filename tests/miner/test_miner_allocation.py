@@ -239,7 +239,7 @@ def test_a_scrape_never_reads_the_store(tmp_path):
         list(parts.exporter.registry.collect())
     assert store.request_counts().get("read", 0) == before
     assert parts.allocation.refresh()
-    assert store.request_counts()["read"] == before + 1  # one read_runs per refresh
+    assert store.request_counts()["read"] == before + 2  # the neurons' runs and ours, once per refresh
     parts.publisher.close()
 
 

@@ -40,7 +40,7 @@ def allocate(tmp_path, *miners):
 
 def published(tmp_path):
     store = SQLiteStateStore(str(tmp_path / "state.db"))
-    [run] = store.read_runs("miner", 27)
+    [run] = store.read_exporter_runs("miner", 27)  # our own run: the original never reads it
     result = verify_run(
         run, entity_project="neuralinternet/opencompute", netuid=27, role="miner", now=time.time()
     )
@@ -67,7 +67,8 @@ def test_specs_allocation_and_port_state_are_published_signed(tmp_path):
     specs = result.payload["specs"]
     assert specs["gpu"]["count"] == 2 and specs["gpu"]["details"][0]["name"] == "NVIDIA H100 80GB HBM3"
     assert specs["cpu"] == {"count": 32, "frequency": 2450.0}
-    assert run.config["hotkey"] == ALICE.ss58_address
+    assert result.hotkey == ALICE.ss58_address and set(run.config) == {"opencompute"}
+    assert run.name == f"opencompute-exporter-miner-{ALICE.ss58_address}"
     assert (
         value(parts, "opencompute_identity_info", role="miner", hotkey=ALICE.ss58_address, netuid="27") == 1
     )

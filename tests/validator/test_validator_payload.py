@@ -173,6 +173,7 @@ def test_the_original_readers_accept_a_published_payload(empty_db, tmp_path, scr
     scraper = scraper_for(
         path,
         "--publish.mode=full",
+        "--publish.into-neuron-run",  # a simulation: our publisher replaces the original's
         f"--publish.outbox-path={tmp_path / 'outbox.db'}",
         identity=Identity(keypair, 27, "validator", source="uri"),
         store=store,

@@ -79,14 +79,27 @@ class StateStore(Protocol):
     backend: str  # "wandb" or "sqlite"
     entity_project: str  # e.g. "neuralinternet/opencompute"
 
-    def run_id_for(self, role: str, hotkey: str) -> str:
-        """The run id this hotkey publishes to (created or resumed); needed to sign v1/v2."""
+    def run_id_for(self, role: str, hotkey: str, target: str = "exporter") -> str:
+        """The run id this hotkey publishes to (created or resumed); needed to sign v1/v2.
+
+        ``target``: ``exporter`` (our own run ``opencompute-exporter-{role}-{hotkey}``) or
+        ``neuron`` (the neuron's ``{role}-{hotkey}``; simulations only).
+        """
         ...
 
-    def publish(self, role: str, hotkey: str, updates: dict[str, Any]) -> str:
-        """Merge ``updates`` into the run's config (like ``run.config.update``); return run id.
+    def publish(
+        self,
+        role: str,
+        hotkey: str,
+        updates: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
+        *,
+        target: str = "exporter",
+    ) -> str:
+        """Write ``updates``: as our run's whole config, or merged into the neuron's run; return run id.
 
-        Raises StoreUnavailable when the store cannot be reached.
+        Raises StoreUnavailable when the store cannot be reached, StoreError(reason="conflict"
+        or "unconfirmed") when the write could not be made safely or was not acknowledged.
         """
         ...
 

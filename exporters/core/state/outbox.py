@@ -135,11 +135,44 @@ class Outbox:
         value = self._guard(lambda: self._get("last_success", ""))
         return float(value) if value else None
 
+    def published_signature(self) -> str:
+        """The v2 signature of the last successful publish ("" before the first)."""
+        return self._guard(lambda: self._get("published_signature", ""))
+
+    def set_inflight(self, seq: int, signature: str) -> None:
+        """Remember a write about to be sent, so a crash before ``commit`` is not mistaken for
+        another writer when the server holds it after the restart."""
+        self._guard(lambda: self._set("inflight", f"{seq}:{signature}"))
+
+    def inflight(self) -> tuple[int, str] | None:
+        """The last write sent (seq, signature), committed or not."""
+        value = self._guard(lambda: self._get("inflight", ""))
+        seq, _, signature = value.partition(":")
+        return (int(seq), signature) if seq.isdigit() else None
+
+    def raise_seq(self, floor: int) -> int:
+        """Make the next reserved sequence number larger than ``floor`` (adopting a run)."""
+
+        def bump() -> int:
+            with self._db.atomic("IMMEDIATE"):
+                seq = max(int(self._get("seq", "0")), int(floor))
+                self._set("seq", str(seq))
+                return seq
+
+        return self._guard(bump)
+
     def published_seq(self) -> int:
         """The sequence number of the last successful publish (0 before the first)."""
         return self._guard(lambda: int(self._get("published_seq", "0")))
 
-    def commit(self, state: dict[str, Any], upto_id: int | None, at: float, seq: int | None = None) -> int:
+    def commit(
+        self,
+        state: dict[str, Any],
+        upto_id: int | None,
+        at: float,
+        seq: int | None = None,
+        signature: str | None = None,
+    ) -> int:
         """Record a successful publish of ``state``: drop entries up to ``upto_id``; return how many."""
 
         def write() -> int:
@@ -151,6 +184,8 @@ class Outbox:
                 self._set("last_success", repr(at))
                 if seq is not None:
                     self._set("published_seq", str(seq))
+                if signature is not None:
+                    self._set("published_signature", signature)
                 return removed
 
         return self._guard(write)

@@ -2,9 +2,13 @@
 
 Why: the demo, the tests and hosts without WandB still need somewhere to publish signed run
 state and read everyone else's. Each run row mirrors a WandB run: an 8-character id (what v1
-signatures cover), display name ``{role}-{hotkey}``, the config as JSON, a state and times.
+signatures cover), a display name, the config as JSON, a state and times. Our exporters write
+runs of their own (``opencompute-exporter-{role}-{hotkey}``, config = the signed envelope only,
+see :mod:`exporters.core.state.naming`); ``{role}-{hotkey}`` rows are the neurons'.
 Filters reproduce the original's server-side WandB filters with SQLite's JSON functions
-(``config.role``, ``config.config.netuid``, ``{"config.<key>": {"$exists": true}}``).
+(``config.role``, ``config.config.netuid``, ``{"config.<key>": {"$exists": true}}``), so
+``read_runs`` returns what the original would read and never our runs; ``read_exporter_runs``
+selects ours on the envelope's role and netuid.
 
 Several exporter processes on one host may share the file: WAL lets readers run beside the
 single writer, ``busy_timeout`` makes a writer wait instead of failing at once, and a publish
@@ -23,7 +27,9 @@ from typing import Any
 import orjson
 import peewee
 
+from exporters.core.signing import ENVELOPE_KEY
 from exporters.core.state.base import RequestCounts, RunRecord, StoreError, StoreUnavailable
+from exporters.core.state.naming import EXPORTER_RUN_PREFIX, run_name
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits  # WandB run ids: 8 chars of [a-z0-9]
 DEFAULT_BUSY_TIMEOUT = 5.0
@@ -92,17 +98,25 @@ class SQLiteStateStore:
 
     # ------------------------------------------------------------------ StateStore
 
-    def run_id_for(self, role: str, hotkey: str) -> str:
-        """The stable id of run ``{role}-{hotkey}`` in this project, created on first use."""
+    def run_id_for(self, role: str, hotkey: str, target: str = "exporter") -> str:
+        """The stable id of our run (or, with ``target="neuron"``, of ``{role}-{hotkey}``)."""
         self._count("run_id")
-        return self._guard("run_id", lambda: self._ensure_run(role, hotkey).id)
+        return self._guard("run_id", lambda: self._ensure_run(role, hotkey, target).id)
 
     def publish(
-        self, role: str, hotkey: str, updates: dict[str, Any], defaults: dict[str, Any] | None = None
+        self,
+        role: str,
+        hotkey: str,
+        updates: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
+        *,
+        target: str = "exporter",
     ) -> str:
-        """Merge ``updates`` into the run's config in one IMMEDIATE transaction; return its id.
+        """Write ``updates`` in one IMMEDIATE transaction; return the run id.
 
-        ``defaults`` are set only where the run lacks the key (e.g. ``role`` for the filters).
+        Our own run (``target="exporter"``) gets ``updates`` as its whole config, as a W&B
+        upsert would. The neuron's run (``target="neuron"``, simulations only) is a merge:
+        only the keys in ``updates`` change, and ``defaults`` are set only where missing.
         """
         self._count("publish")
         body = dict(updates)
@@ -110,8 +124,8 @@ class SQLiteStateStore:
 
         def write() -> str:
             with self._db.atomic("IMMEDIATE"):
-                row = self._ensure_run(role, hotkey)
-                config = orjson.loads(row.config)
+                row = self._ensure_run(role, hotkey, target)
+                config = orjson.loads(row.config) if target == "neuron" else {}
                 config.update(body)
                 for key, value in fallback.items():
                     config.setdefault(key, value)
@@ -122,6 +136,31 @@ class SQLiteStateStore:
                 return row.id
 
         return self._guard("publish", write)
+
+    def current_config(self, role: str, hotkey: str, target: str = "exporter") -> dict[str, Any] | None:
+        """The stored config of that run (None if it does not exist yet)."""
+        self._count("read")
+        Run = self._Run
+        name = run_name(role, hotkey, target)
+
+        def read() -> dict[str, Any] | None:
+            row = Run.get_or_none((Run.project == self.entity_project) & (Run.name == name))
+            return _record(row).config if row is not None else None
+
+        return self._guard("read", read)
+
+    def read_exporter_runs(self, role: str, netuid: int) -> list[RunRecord]:
+        """Our exporters' runs of ``role`` on ``netuid`` (envelope fields), newest first."""
+        self._count("read")
+        Run = self._Run
+        cond = (
+            (Run.project == self.entity_project)
+            & (_json(Run.config, "json_extract", f"$.{ENVELOPE_KEY}.role") == role)
+            & (_json(Run.config, "json_extract", f"$.{ENVELOPE_KEY}.netuid") == netuid)
+            & (_json(Run.config, "json_type", "$.role").is_null(True))
+        )
+        query = Run.select().where(cond).order_by(Run.created_at.desc(), Run.id)
+        return self._guard("read", lambda: [_record(row) for row in query])
 
     def read_runs(
         self,
@@ -166,14 +205,15 @@ class SQLiteStateStore:
 
         def write() -> None:
             Run.update(state=state, updated_at=self._clock()).where(
-                (Run.project == self.entity_project) & (Run.name == f"{role}-{hotkey}")
+                (Run.project == self.entity_project)
+                & (Run.name.in_([run_name(role, hotkey, t) for t in ("exporter", "neuron")]))
             ).execute()
 
         self._guard("state", write)
 
     def put_raw(self, run_id: str, name: str, config: dict[str, Any], **fields: Any) -> None:
         """Insert or replace a run verbatim (fixtures, imports, and hostile-input tests)."""
-        role, _, hotkey = name.partition("-")
+        role, _, hotkey = name.removeprefix(EXPORTER_RUN_PREFIX).partition("-")
         now = self._clock()
         row = {
             "id": run_id,
@@ -210,9 +250,9 @@ class SQLiteStateStore:
                 self._db.close()
                 time.sleep(0.05)
 
-    def _ensure_run(self, role: str, hotkey: str) -> Any:
+    def _ensure_run(self, role: str, hotkey: str, target: str = "exporter") -> Any:
         Run = self._Run
-        name = f"{role}-{hotkey}"
+        name = run_name(role, hotkey, target)
         for _ in range(5):
             row = Run.get_or_none((Run.project == self.entity_project) & (Run.name == name))
             if row is not None:

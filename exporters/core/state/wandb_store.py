@@ -1,27 +1,40 @@
 """The live network's state store: runs in the shared WandB project ``neuralinternet/opencompute``.
 
-Writes follow the original SN27 code so the original keeps reading what we publish: one run per
-hotkey named ``{role}-{hotkey}``, its id kept in a local ``wandb_runs`` table (same schema as
-the original's ComputeDb: ``hotkey`` primary key, ``run_id``) and resumed with
-``wandb.init(id=..., resume="allow")``, config written with
-``run.config.update(..., allow_val_change=True)``.
+Writes go to **runs of our own** (``opencompute-exporter-{role}-{hotkey}``, config = the signed
+envelope only; see :mod:`exporters.core.state.naming`), never into the neuron's
+``{role}-{hotkey}`` run, which the SN27 neuron rewrites whole on every update. Their ids live
+in a local ``opencompute_exporter_runs`` table (display name -> run id); a run already
+carrying our name is adopted only when its envelope is signed by our hotkey.
+
+Online, a publish is synchronous and acknowledged: one ``UpsertBucket`` through the public API
+(``Api.create_run`` the first time, then ``public.Run.update``, which sends the whole config,
+which is fine because the run is ours alone), then the run is read back (``Run`` query) and
+the write counts only if the server returns what we sent. ``wandb.init`` is not used online:
+wandb-core queues ``config.update`` and debounces ``UpsertBucket`` (5 s), so nothing would
+tell us whether the server took it. Offline (``WANDB_MODE=offline``) still writes a real
+offline run through ``wandb.init`` (for ``wandb sync`` and tests); it is never "acknowledged".
+
+``target="neuron"`` (the dangerous ``--publish.into-neuron-run``, simulations and test
+networks only) writes into ``{role}-{hotkey}`` (id from the original's ``wandb_runs`` table or
+the newest run with that name): it re-reads the server's config, changes only our keys, and
+after the write checks that no other key changed; if one did (the neuron wrote in between),
+the publish fails with reason ``conflict``.
 
 Reads use the public API with the original's server-side filters (``config.role``,
 ``config.config.netuid``, ``{"config.<key>": {"$exists": true}}``, ``state: running``), but
 with explicit timeouts, full pages (``lazy=False``: one request per page instead of one per
 run) and a bounded ``per_page``. Every failure becomes :class:`StoreUnavailable` with a bounded
-reason (``timeout``, ``auth``, ``rejected``, ``unavailable``, ``error``).
+reason (``timeout``, ``auth``, ``rejected``, ``unavailable``, ``unconfirmed``, ``conflict``,
+``error``).
 
 Traps handled here (see shared/reference/environment-notes.md):
 
 - ``wandb.Api()`` verifies credentials eagerly and, without a key, may *prompt*; so the key is
   resolved up front (``api_key`` / ``WANDB_API_KEY`` / ``~/.netrc``) and a missing key is a
   :class:`ConfigError` at startup, never a hang.
-- Offline mode (``WANDB_MODE=offline``) never writes ``config.yaml``; what was published
-  lives only in the binary ``run-<id>.wandb`` until ``wandb sync``. Readers therefore always
-  go through the API, never the local run directory.
-- Once a run is open, ``config.update`` is queued by wandb-core and does not fail on a network
-  outage; only opening the run (``wandb.init``) can fail, bounded by ``init_timeout``.
+- Offline mode never writes ``config.yaml``; what was written lives only in the binary
+  ``run-<id>.wandb`` until ``wandb sync``. Readers therefore always go through the API.
+- ``wandb.Api`` caches runs per path and query: every read and read-back flushes first.
 
 ``wandb`` is imported lazily: it costs ~0.6 s and ``--help`` must stay fast.
 """
@@ -42,7 +55,9 @@ from urllib.parse import urlparse
 import peewee
 
 from exporters.core.config import ConfigError
+from exporters.core.signing import canonical, normalize
 from exporters.core.state.base import RequestCounts, RunRecord, StoreError, StoreUnavailable
+from exporters.core.state.naming import envelope_of, exporter_filters, run_name
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +67,8 @@ DEFAULT_PER_PAGE = 50
 _NO_KEY_MODES = ("offline", "disabled")
 
 
-def _models(db: peewee.Database) -> type[peewee.Model]:
-    class WandbRun(peewee.Model):
+def _models(db: peewee.Database) -> tuple[type[peewee.Model], type[peewee.Model]]:
+    class WandbRun(peewee.Model):  # the original's table: hotkey -> the neuron's run id
         hotkey = peewee.TextField(primary_key=True)
         run_id = peewee.TextField()
 
@@ -61,7 +76,15 @@ def _models(db: peewee.Database) -> type[peewee.Model]:
             database = db
             table_name = "wandb_runs"
 
-    return WandbRun
+    class ExporterRun(peewee.Model):  # ours: display name -> our run id
+        name = peewee.TextField(primary_key=True)
+        run_id = peewee.TextField()
+
+        class Meta:
+            database = db
+            table_name = "opencompute_exporter_runs"
+
+    return WandbRun, ExporterRun
 
 
 def resolve_api_key(api_key: str | None, base_url: str | None) -> str | None:
@@ -116,8 +139,9 @@ class WandbStateStore:
             )
         self._lock = threading.RLock()
         self._requests = RequestCounts()
-        self._runs: dict[str, Any] = {}
+        self._runs: dict[Any, Any] = {}
         self._api: Any = None
+        self._prefetched: tuple[str, Any, float] | None = None
         path = os.path.expanduser(db_path)
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -126,38 +150,63 @@ class WandbStateStore:
         self._db = peewee.SqliteDatabase(
             path, timeout=5.0, pragmas={"journal_mode": "wal", "busy_timeout": 5000}
         )
-        self._WandbRun = _models(self._db)
-        self._db.create_tables([self._WandbRun], safe=True)
+        self._WandbRun, self._ExporterRun = _models(self._db)
+        self._db.create_tables([self._WandbRun, self._ExporterRun], safe=True)
 
     # ------------------------------------------------------------------ StateStore
 
-    def run_id_for(self, role: str, hotkey: str) -> str:
-        """The run id for this hotkey: from ``wandb_runs``, else the newest run with our name, else new."""
-        row = self._WandbRun.get_or_none(self._WandbRun.hotkey == hotkey)
+    @property
+    def acknowledges(self) -> bool:
+        """Whether a successful publish means the server acknowledged it (online only)."""
+        return self.mode == "online"
+
+    def run_id_for(self, role: str, hotkey: str, target: str = "exporter") -> str:
+        """Our run's id (table, else an adoptable run with our name, else new); or the neuron's."""
+        name = run_name(role, hotkey, target)
+        if target == "neuron":
+            row = self._WandbRun.get_or_none(self._WandbRun.hotkey == hotkey)
+            if row is not None:
+                return row.run_id
+            run_id = self._find_existing(name, None) or _generate_id()
+            self._WandbRun.insert(hotkey=hotkey, run_id=run_id).on_conflict_ignore().execute()
+            return self._WandbRun.get(self._WandbRun.hotkey == hotkey).run_id
+        row = self._ExporterRun.get_or_none(self._ExporterRun.name == name)
         if row is not None:
             return row.run_id
-        run_id = self._find_existing(f"{role}-{hotkey}") or _generate_id()
-        self._WandbRun.insert(hotkey=hotkey, run_id=run_id).on_conflict_ignore().execute()
-        return self._WandbRun.get(self._WandbRun.hotkey == hotkey).run_id
+        run_id = self._find_existing(name, hotkey) or _generate_id()
+        self._ExporterRun.insert(name=name, run_id=run_id).on_conflict_ignore().execute()
+        return self._ExporterRun.get(self._ExporterRun.name == name).run_id
 
     def publish(
-        self, role: str, hotkey: str, updates: dict[str, Any], defaults: dict[str, Any] | None = None
+        self,
+        role: str,
+        hotkey: str,
+        updates: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
+        *,
+        target: str = "exporter",
     ) -> str:
-        """``run.config.update(updates, allow_val_change=True)`` on our (resumed) run."""
+        """Write ``updates`` (our run: as its whole config; the neuron's: only these keys)."""
         with self._lock:
-            run = self._open_run(role, hotkey)
-            body = dict(updates)
-            existing = set(run.config.keys())
-            for key, value in (defaults or {}).items():
-                if key not in existing and key not in body:
-                    body[key] = value
-            self._count("publish")
-            try:
-                run.config.update(body, allow_val_change=True)
-            except Exception as exc:
-                self._runs.pop(hotkey, None)
-                raise _map_error(exc, "publish") from exc
-            return run.id
+            if self.mode == "online":
+                return self._publish_online(role, hotkey, updates, defaults or {}, target)
+            return self._publish_local(role, hotkey, updates, defaults or {}, target)
+
+    def current_config(self, role: str, hotkey: str, target: str = "exporter") -> dict[str, Any] | None:
+        """The server's config of that run now (None when it does not exist or offline)."""
+        if self.mode != "online":
+            run = self._runs.get((target, hotkey))
+            return dict(run.config) if run is not None else None
+        with self._lock:
+            run_id = self.run_id_for(role, hotkey, target)
+            run = self._fetch(run_id)
+            # The publish that usually follows at once reuses this read (one request fewer).
+            self._prefetched = (run_id, run, time.monotonic())
+            return dict(run.config) if run is not None else None
+
+    def read_exporter_runs(self, role: str, netuid: int) -> list[RunRecord]:
+        """Our exporters' runs of ``role`` on ``netuid`` (selected on the envelope's fields)."""
+        return self._query(exporter_filters(role, netuid), "read")
 
     def read_runs(
         self,
@@ -200,17 +249,130 @@ class WandbStateStore:
                 log.warning("wandb finish failed: %s", type(exc).__name__)
         self._db.close()
 
-    def local_run(self, hotkey: str) -> Any:
-        """The open ``wandb`` run object for ``hotkey`` (None if not opened in this process)."""
-        return self._runs.get(hotkey)
+    def local_run(self, hotkey: str, target: str = "exporter") -> Any:
+        """The open offline ``wandb`` run object for ``hotkey`` (None if not opened here)."""
+        return self._runs.get((target, hotkey))
 
     # ------------------------------------------------------------------ internals
 
-    def _open_run(self, role: str, hotkey: str) -> Any:
-        run = self._runs.get(hotkey)
+    def _publish_online(
+        self, role: str, hotkey: str, updates: dict[str, Any], defaults: dict[str, Any], target: str
+    ) -> str:
+        run_id = self.run_id_for(role, hotkey, target)
+        run = self._take_prefetched(run_id) if target == "exporter" else self._fetch(run_id)
+        if run is None:
+            self._create(run_id)
+            run = self._fetch(run_id)  # the full fragment: update() sends group, jobType, tags, ...
+            if run is None:
+                raise StoreUnavailable(
+                    f"wandb created run {run_id} but does not return it", reason="unconfirmed"
+                )
+        before = dict(run.config)
+        config = dict(updates) if target == "exporter" else {**before, **updates}
+        for key, value in defaults.items():
+            config.setdefault(key, value)
+        if target == "neuron":
+            self._refuse_if_changed(run_id, before)
+        run.config.clear()
+        run.config.update(config)
+        run.display_name = run_name(role, hotkey, target)
+        self._count("publish")
+        try:
+            run.update()
+        except Exception as exc:
+            raise _map_error(exc, "publish") from exc
+        self._confirm(run_id, config, before if target == "neuron" else {}, set(updates))
+        return run_id
+
+    def _take_prefetched(self, run_id: str) -> Any:
+        """The run read by ``current_config`` moments ago (our run: only we write it), else a fresh read."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched[0] == run_id and time.monotonic() - prefetched[2] < 5.0:
+            if prefetched[1] is not None:
+                return prefetched[1]
+        return self._fetch(run_id)
+
+    def _refuse_if_changed(self, run_id: str, before: dict[str, Any]) -> None:
+        """W&B has no conditional write: re-read right before writing the neuron's run and refuse
+        if the neuron changed it since we read it (our whole-config write would roll it back).
+        The window left is one request long; hence this mode is for simulations only."""
+        latest = self._fetch(run_id)
+        now = dict(latest.config) if latest is not None else {}
+        changed = sorted(
+            k for k in set(now) | set(before) if not _same(now.get(k, _MISSING), before.get(k, _MISSING))
+        )
+        if changed:
+            raise StoreError(
+                f"the neuron's run changed while we prepared our write (keys {changed[:3]}); "
+                "refusing to write it back",
+                reason="conflict",
+            )
+
+    def _confirm(self, run_id: str, sent: dict[str, Any], before: dict[str, Any], ours: set[str]) -> None:
+        """Read the run back: the server must hold what we sent, and every key not ours unchanged."""
+        back = self._fetch(run_id, operation="confirm")
+        stored = dict(back.config) if back is not None else {}
+        missing = [k for k in sorted(ours) if not _same(stored.get(k, _MISSING), sent[k])]
+        if missing:
+            raise StoreUnavailable(
+                f"wandb publish not confirmed: the server does not return {missing[:3]} as written",
+                reason="unconfirmed",
+            )
+        changed = [
+            k for k in sorted(before) if k not in ours and not _same(stored.get(k, _MISSING), before[k])
+        ]
+        if changed:
+            raise StoreError(
+                f"the neuron's run changed while we wrote it (keys {changed[:3]}); we may have rolled "
+                "them back: stop publishing into the neuron's run",
+                reason="conflict",
+            )
+
+    def _fetch(self, run_id: str, operation: str = "read") -> Any:
+        """``api.run(path)`` with a fresh cache; None when the run does not exist."""
+        api = self._client()
+        api.flush()
+        self._count(operation)
+        try:
+            run = api.run(f"{self.entity_project}/{run_id}")
+            run.config  # noqa: B018 - loads the run (raises RunNotFoundError when absent)
+            return run
+        except Exception as exc:
+            if type(exc).__name__ == "RunNotFoundError" or "Could not find run" in str(exc):
+                return None
+            raise _map_error(exc, operation) from exc
+
+    def _create(self, run_id: str) -> Any:
+        api = self._client()
+        self._count("create")
+        try:
+            return api.create_run(run_id=run_id, project=self.project, entity=self.entity)
+        except Exception as exc:
+            raise _map_error(exc, "create") from exc
+
+    def _publish_local(
+        self, role: str, hotkey: str, updates: dict[str, Any], defaults: dict[str, Any], target: str
+    ) -> str:
+        """Offline/disabled: ``run.config.update`` on a real local run (never acknowledged)."""
+        run = self._open_run(role, hotkey, target)
+        body = dict(updates)
+        existing = set(run.config.keys())
+        for key, value in defaults.items():
+            if key not in existing and key not in body:
+                body[key] = value
+        self._count("publish")
+        try:
+            run.config.update(body, allow_val_change=True)
+        except Exception as exc:
+            self._runs.pop((target, hotkey), None)
+            raise _map_error(exc, "publish") from exc
+        return run.id
+
+    def _open_run(self, role: str, hotkey: str, target: str = "exporter") -> Any:
+        run = self._runs.get((target, hotkey))
         if run is not None:
             return run
-        run_id = self.run_id_for(role, hotkey)
+        run_id = self.run_id_for(role, hotkey, target)
         import wandb
 
         settings = wandb.Settings(
@@ -233,7 +395,7 @@ class WandbStateStore:
                 entity=self.entity,
                 project=self.project,
                 id=run_id,
-                name=f"{role}-{hotkey}",
+                name=run_name(role, hotkey, target),
                 resume="allow",
                 reinit="create_new",
                 dir=self.run_dir,
@@ -243,7 +405,7 @@ class WandbStateStore:
         except Exception as exc:
             self._reset_service()
             raise _map_error(exc, "init") from exc
-        self._runs[hotkey] = run
+        self._runs[(target, hotkey)] = run
         return run
 
     def _reset_service(self) -> None:
@@ -259,12 +421,19 @@ class WandbStateStore:
         except Exception as exc:  # noqa: BLE001 - the next init starts a fresh service anyway
             log.debug("wandb teardown after failed init: %s", type(exc).__name__)
 
-    def _find_existing(self, name: str) -> str | None:
-        """Adopt the newest run already named ``name`` (as the original does) when online."""
+    def _find_existing(self, name: str, signer: str | None) -> str | None:
+        """The newest run already named ``name`` when online; for our runs only one whose
+        envelope names ``signer`` (anyone can create a run with our name in an open project)."""
         if self.mode != "online":
             return None
-        records = self._query({"display_name": name}, "read")
-        return records[0].run_id if records else None
+        for record in self._query({"display_name": name}, "read"):
+            env = envelope_of(record.config)
+            if signer is None or (env is not None and env.get("hotkey") == signer):
+                return record.run_id
+            log.warning(
+                "ignoring run %s named %s: its envelope is not signed by %s", record.run_id, name, signer
+            )
+        return None
 
     def _client(self) -> Any:
         if self._api is not None:
@@ -319,6 +488,19 @@ class WandbStateStore:
 
     def _count(self, operation: str) -> None:
         self._requests.add(operation)
+
+
+_MISSING = object()
+
+
+def _same(stored: Any, sent: Any) -> bool:
+    """Equal after the JSON/float64 round trip the server applies."""
+    if stored is _MISSING:
+        return False
+    try:
+        return canonical(normalize(stored)) == canonical(normalize(sent))
+    except (TypeError, ValueError):
+        return stored == sent
 
 
 def _generate_id() -> str:
@@ -398,7 +580,7 @@ def _map_error(exc: BaseException, operation: str) -> StoreError:
         reason = "auth"
     elif _timed_out(exc):
         reason = "timeout"
-    elif 400 <= status < 500 or "Could not find project" in text:
+    elif 400 <= status < 500 or "Could not find project" in text or "project not found" in text:
         reason = "rejected"
     elif not status and isinstance(exc, (ValueError, TypeError, KeyError)):
         return StoreError(f"wandb {operation}: unexpected response ({type(exc).__name__})", reason="error")
