@@ -80,6 +80,7 @@ def alerts() -> list[Alert]:
                 "proof-of-GPU fail and it will be penalized."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeMinerClaimMismatch",
