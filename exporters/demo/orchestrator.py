@@ -86,6 +86,9 @@ class DemoConfig:
     miner_address: Address = ("127.0.0.1", 9927)
     validator_address: Address = ("127.0.0.1", 9928)
     network_address: Address = ("127.0.0.1", 9929)
+    # More network exporter replicas (same store and flags, as the shipped 2-replica Deployment),
+    # scraped by the same job: dashboards and alerts must not count them twice.
+    network_replica_addresses: Sequence[Address] = ()
     prometheus: bool = True
     require_prometheus: bool = False  # tests: missing binaries are an error, not a degradation
     prometheus_address: Address = ("127.0.0.1", 19090)
@@ -250,7 +253,13 @@ class Demo:
             if name == "miner":
                 self._wait_exporter(children["network"], specs["network"][1])
             children[name] = self.supervisor.start(name, argv, env=env, cwd=self.dir, echo=True)
-        for name in ("miner", "validator", "network"):
+        for index, address in enumerate(cfg.network_replica_addresses, start=2):
+            argv = [sys.executable, "-m", "exporters", "network", *self.network_args(address)]
+            children[f"network-{index}"] = self.supervisor.start(
+                f"network-{index}", argv, env=env, cwd=self.dir, echo=True
+            )
+            specs[f"network-{index}"] = (argv, address)
+        for name in children:
             self.urls[f"{name} exporter"] = self._wait_exporter(children[name], specs[name][1])
 
     def _wait_exporter(self, child: Any, address: Address) -> str:
@@ -324,12 +333,12 @@ class Demo:
             f"--{prefix}.validator-allowlist={allowlist}",
         ]
 
-    def network_args(self) -> list[str]:
+    def network_args(self, address: Address | None = None) -> list[str]:
         """Flags of the network exporter: the seeded store and the simulation's metagraph."""
         assert self.subnet is not None
         refresh = f"{self.config.network_refresh_interval:g}s"
         return [
-            *self.common_args(self.config.network_address),
+            *self.common_args(address or self.config.network_address),
             "--state.backend=sqlite",
             f"--state.sqlite-path={self.subnet.state_path}",
             f"--netuid={NETUID}",
@@ -377,7 +386,7 @@ class Demo:
         targets = {
             JOBS["miner"]: _hostport(cfg.miner_address),
             JOBS["validator"]: _hostport(cfg.validator_address),
-            JOBS["network"]: _hostport(cfg.network_address),
+            JOBS["network"]: [_hostport(a) for a in (cfg.network_address, *cfg.network_replica_addresses)],
         }
         prom_cfg = promstack.write_yaml(
             self.dir / "prometheus" / "prometheus.yml",

@@ -13,7 +13,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,14 +47,14 @@ def _duration(seconds: float) -> str:
 
 
 def prometheus_config(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     *,
     rule_files: Iterable[Path] = (),
     alertmanager: str | None = None,
     scrape_interval: float = 5.0,
     evaluation_interval: float = 5.0,
 ) -> dict[str, Any]:
-    """A prometheus.yml as a dict: one job per ``{job: "host:port"}``, rules, one Alertmanager."""
+    """A prometheus.yml as a dict: one job per ``{job: address(es)}``, rules, one Alertmanager."""
     cfg: dict[str, Any] = {
         "global": {
             "scrape_interval": _duration(scrape_interval),
@@ -63,7 +63,11 @@ def prometheus_config(
         },
         "rule_files": [str(p) for p in rule_files],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [address]}]} for job, address in targets.items()
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [address] if isinstance(address, str) else list(address)}],
+            }
+            for job, address in targets.items()
         ],
     }
     if alertmanager:
