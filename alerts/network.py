@@ -49,7 +49,8 @@ def alerts() -> list[Alert]:
             severity="warning",
             summary="Our validator's run on the network is stale.",
             description=(
-                "Validator {{ $labels.hotkey }}, whose exporter this Prometheus scrapes, has not "
+                "Our validator {{ $labels.hotkey }} (declared with --network.our-hotkeys, or run "
+                "by a validator exporter this Prometheus scrapes) has not "
                 "updated its run for {{ $value | humanizeDuration }}. Miners and other validators "
                 "see its stats and allocations as they were then."
             ),
