@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts import exporter, gpu, miner, network, validator, workload
-from alerts.builder import GRAFANA_URL, Alert, Area, to_yaml
+from alerts.builder import GRAFANA_URL, RUNBOOK_URL, Alert, Area, to_yaml
 
 AREA_MODULES = (exporter, gpu, miner, validator, network, workload)
 
@@ -30,15 +30,15 @@ def all_alerts() -> list[Alert]:
     return found
 
 
-def build_rule_groups(grafana_url: str = GRAFANA_URL) -> list[dict[str, Any]]:
+def build_rule_groups(grafana_url: str = GRAFANA_URL, runbook_url: str = RUNBOOK_URL) -> list[dict[str, Any]]:
     """The rule groups as Prometheus expects them under ``groups:``."""
     all_alerts()
-    return [area.group(grafana_url) for area in areas()]
+    return [area.group(grafana_url, runbook_url) for area in areas()]
 
 
-def render_files(grafana_url: str = GRAFANA_URL) -> dict[str, str]:
+def render_files(grafana_url: str = GRAFANA_URL, runbook_url: str = RUNBOOK_URL) -> dict[str, str]:
     """``{"<area>.yml": text}``: the deterministic files under ``alerts/generated/``."""
-    groups = build_rule_groups(grafana_url)
+    groups = build_rule_groups(grafana_url, runbook_url)
     return {
         f"{area.stem}.yml": to_yaml({"groups": [group]}) for area, group in zip(areas(), groups, strict=True)
     }

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-# The one place the runbook lives; alerts link to RUNBOOK_URL#<anchor>.
+# Default runbook location; alerts link to <runbook url>#<anchor>. Override with
+# `opencompute-exporter generate --runbook.url` (e.g. your own wiki or a pinned release tag).
 RUNBOOK_URL = "https://github.com/opencompute-exporters/opencompute-exporters/blob/main/docs/runbook.md"
 # Grafana base URL for dashboard_url (override with `opencompute-exporter generate --grafana.url`).
 GRAFANA_URL = "http://localhost:3000"
@@ -36,6 +37,8 @@ class Alert:
     dashboard_uid: str
     for_: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Keep a firing alert firing while its scrape target is down (see ``hold_while_down``).
+    hold_while_target_down: bool = False
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -50,22 +53,25 @@ class Alert:
         """The runbook section anchor (GitHub's slug of the alert-name heading)."""
         return self.name.lower()
 
-    def runbook_url(self) -> str:
-        return f"{RUNBOOK_URL}#{self.anchor}"
+    def runbook_url(self, base: str = RUNBOOK_URL) -> str:
+        return f"{base.rstrip('#')}#{self.anchor}"
 
     def dashboard_url(self, grafana_url: str = GRAFANA_URL) -> str:
         return f"{grafana_url.rstrip('/')}/d/{self.dashboard_uid}"
 
-    def rule(self, grafana_url: str = GRAFANA_URL) -> dict[str, Any]:
+    def rule(self, grafana_url: str = GRAFANA_URL, runbook_url: str = RUNBOOK_URL) -> dict[str, Any]:
         """The Prometheus rule dict, keys in the conventional order."""
-        rule: dict[str, Any] = {"alert": self.name, "expr": self.expr.strip() + "\n"}
+        expr = self.expr.strip()
+        if self.hold_while_target_down:
+            expr = hold_while_down(self.name, expr, drop=("severity", *self.labels))
+        rule: dict[str, Any] = {"alert": self.name, "expr": expr + "\n"}
         if self.for_:
             rule["for"] = self.for_
         rule["labels"] = {"severity": self.severity, **self.labels}
         rule["annotations"] = {
             "summary": self.summary,
             "description": self.description,
-            "runbook_url": self.runbook_url(),
+            "runbook_url": self.runbook_url(runbook_url),
             "dashboard_url": self.dashboard_url(grafana_url),
         }
         return rule
@@ -82,19 +88,55 @@ class Area:
     def group_name(self) -> str:
         return f"opencompute-{self.stem}"
 
-    def group(self, grafana_url: str = GRAFANA_URL) -> dict[str, Any]:
-        return {"name": self.group_name, "rules": [a.rule(grafana_url) for a in self.alerts]}
+    def group(self, grafana_url: str = GRAFANA_URL, runbook_url: str = RUNBOOK_URL) -> dict[str, Any]:
+        return {"name": self.group_name, "rules": [a.rule(grafana_url, runbook_url) for a in self.alerts]}
+
+
+# Our hotkeys, replica-safe (two network exporters give one series per hotkey): declared in the
+# network exporter's configuration (--network.our-hotkeys, exporters/network/ours.py), plus
+# those a scraped miner/validator exporter reports while it is up.
+def ours_selector(role: str = "miner") -> str:
+    """One series per hotkey that is ours: declared to the network exporter, or a scraped exporter's."""
+    return (
+        "max by (hotkey) (\n"
+        "  opencompute_network_our_hotkey_info\n"
+        "  or\n"
+        f'  opencompute_identity_info{{role="{role}"}}\n'
+        ")"
+    )
 
 
 def ours(expr: str, role: str = "miner") -> str:
-    """Keep only series whose ``hotkey`` belongs to an exporter of ``role`` this Prometheus scrapes.
+    """Keep only series whose ``hotkey`` is ours (see :func:`ours_selector`).
 
-    The exporters' identity info metric is the list of "our" hotkeys, so nobody keeps one by hand.
+    The declared list comes from the network exporter, not from the miner's own exporter, so an
+    alert about our miner keeps firing while that miner's host (and exporter) is down, which is
+    the usual reason for a PORT_CLOSED penalty in the first place.
     """
+    return f"(\n{_indent(expr.strip())}\n)\n* on (hotkey) group_left ()\n{ours_selector(role)}"
+
+
+def hold_while_down(name: str, expr: str, drop: Sequence[str] = ("severity",)) -> str:
+    """``expr``, or the alert's own firing series for as long as its scrape target is down.
+
+    A failed scrape marks the target's series stale at once, so an alert on them would resolve
+    within one evaluation and the pager would get RESOLVED for a miner that is simply not
+    answering. This keeps a *firing* alert (only firing: a pending one is not promoted) while
+    ``up`` of the same job/instance is 0; OpenComputeExporterDown then inhibits it in
+    Alertmanager. When the target answers again the alert follows ``expr`` (it resolves only on
+    fresh data). Unlike ``keep_firing_for`` (accepted by Prometheus 2.42), the hold lasts exactly
+    as long as the outage and never delays a real recovery. ``ALERTS`` is an instant selector:
+    an alert that resolved before the outage is stale there and not brought back.
+    """
+    dropped = ", ".join(("alertname", "alertstate", *dict.fromkeys(drop)))
     return (
-        f"(\n{_indent(expr.strip())}\n)\n"
-        f"* on (hotkey) group_left ()\n"
-        f'  max by (hotkey) (opencompute_identity_info{{role="{role}"}})'
+        f"(\n{_indent(expr)}\n)\n"
+        "or\n"
+        "(\n"
+        f'  max without ({dropped}) (ALERTS{{alertname="{name}",alertstate="firing"}})\n'
+        "  and on (job, instance)\n"
+        "  up == 0\n"
+        ")"
     )
 
 

@@ -51,6 +51,7 @@ def alerts() -> list[Alert]:
                 "fire. The exporter log says why."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeCollectorSlow",
@@ -64,6 +65,7 @@ def alerts() -> list[Alert]:
                 "scrape fails."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputePublishOutboxGrowing",
@@ -81,6 +83,7 @@ def alerts() -> list[Alert]:
                 "accepting them, so validators see stale data."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputePublishStale",
@@ -98,5 +101,6 @@ def alerts() -> list[Alert]:
                 "ago; the network sees its specs or scores as they were then."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
+            hold_while_target_down=True,
         ),
     ]

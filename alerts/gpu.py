@@ -28,6 +28,7 @@ def alerts() -> list[Alert]:
                 "monitored and validators' proof-of-GPU will fail too."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPULost",
@@ -40,6 +41,7 @@ def alerts() -> list[Alert]:
                 "XID 79. The GPU is unusable until the host is reset."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUCountDropped",
@@ -57,6 +59,7 @@ def alerts() -> list[Alert]:
                 "after a reset or driver reload)."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUCriticalXid",
@@ -76,6 +79,7 @@ def alerts() -> list[Alert]:
                 "proof-of-GPU on it to fail."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUXidError",
@@ -94,6 +98,7 @@ def alerts() -> list[Alert]:
                 "come from the workload (a renter's CUDA fault); repeated ones are worth a look."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUUncorrectableECC",
@@ -106,6 +111,7 @@ def alerts() -> list[Alert]:
                 "if errors recur, an RMA."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPURowRemapFailure",
@@ -118,6 +124,7 @@ def alerts() -> list[Alert]:
                 "will keep producing memory errors. Take it out of service and RMA it."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUResetRequired",
@@ -136,6 +143,7 @@ def alerts() -> list[Alert]:
                 "GPU reset or reboot; until then the bad memory can still be used."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUTemperatureHigh",
@@ -148,6 +156,7 @@ def alerts() -> list[Alert]:
                 "(now {{ $value }} °C); it will throttle and benchmark slower."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUThermalThrottling",
@@ -160,6 +169,7 @@ def alerts() -> list[Alert]:
                 "cooling and airflow; proof-of-GPU benchmarks and renters' jobs run slower meanwhile."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUPowerThrottling",
@@ -173,5 +183,6 @@ def alerts() -> list[Alert]:
                 "power cap."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
     ]

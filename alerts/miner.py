@@ -1,7 +1,9 @@
 """Alerts about our miners: penalties, allocation, reachability and honest specs.
 
-"Ours" means a hotkey whose miner exporter this Prometheus scrapes: network-exporter series
-are joined with ``opencompute_identity_info{role="miner"}`` on ``hotkey`` (see ``builder.ours``).
+"Ours" means a hotkey declared to the network exporter (``--network.our-hotkeys``, exported as
+``opencompute_network_our_hotkey_info``) or run by a miner exporter this Prometheus scrapes:
+network-exporter series are joined with them on ``hotkey`` (see ``builder.ours``), so these
+alerts keep firing while our miner's own exporter is down.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def alerts() -> list[Alert]:
                 "proof-of-GPU fail and it will be penalized."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeMinerClaimMismatch",

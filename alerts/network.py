@@ -49,9 +49,31 @@ def alerts() -> list[Alert]:
             severity="warning",
             summary="Our validator's run on the network is stale.",
             description=(
-                "Validator {{ $labels.hotkey }}, whose exporter this Prometheus scrapes, has not "
+                "Our validator {{ $labels.hotkey }} (declared with --network.our-hotkeys, or run "
+                "by a validator exporter this Prometheus scrapes) has not "
                 "updated its run for {{ $value | humanizeDuration }}. Miners and other validators "
                 "see its stats and allocations as they were then."
+            ),
+            dashboard_uid=uids.NETWORK,
+        ),
+        Alert(
+            name="OpenComputeOurHotkeyUndeclared",
+            expr=(
+                "max by (job, instance, role, hotkey) (opencompute_identity_info)\n"
+                "unless on (hotkey)\n"
+                "opencompute_network_our_hotkey_info\n"
+                "and on ()\n"
+                'count(opencompute_exporter_build_info{exporter="network"}) > 0'
+            ),
+            for_=t.OUR_HOTKEY_UNDECLARED_FOR,
+            severity="warning",
+            summary="A hotkey this Prometheus scrapes is not declared as ours to the network exporter.",
+            description=(
+                "The {{ $labels.role }} exporter on {{ $labels.instance }} runs hotkey "
+                "{{ $labels.hotkey }}, which is missing from the network exporter's "
+                "--network.our-hotkeys. Its penalty and allocation alerts work only while that "
+                "exporter is up, and stop (resolve) when its host goes down: add the hotkey to "
+                "--network.our-hotkeys on every network exporter replica."
             ),
             dashboard_uid=uids.NETWORK,
         ),
@@ -66,6 +88,7 @@ def alerts() -> list[Alert]:
                 "{{ $value | humanizeDuration }}; the network view leans on the other validators."
             ),
             dashboard_uid=uids.NETWORK,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeRunsRejected",
@@ -79,6 +102,7 @@ def alerts() -> list[Alert]:
                 "involved."
             ),
             dashboard_uid=uids.NETWORK,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeRunsMostlyV1Signed",
@@ -96,6 +120,7 @@ def alerts() -> list[Alert]:
                 "only, so their config could be altered without detection."
             ),
             dashboard_uid=uids.NETWORK,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeNetworkRefreshFailing",
@@ -117,6 +142,7 @@ def alerts() -> list[Alert]:
                 "its last good snapshot."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeNetworkRefreshStale",
@@ -136,6 +162,7 @@ def alerts() -> list[Alert]:
                 "data until it refreshes."
             ),
             dashboard_uid=uids.EXPORTER_HEALTH,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeNetworkTrustDegraded",
@@ -149,5 +176,6 @@ def alerts() -> list[Alert]:
                 "is trusted and the network view is empty."
             ),
             dashboard_uid=uids.NETWORK,
+            hold_while_target_down=True,
         ),
     ]

@@ -80,6 +80,11 @@ CHALLENGE_SUCCESS_LOW_FOR = "30m"
 # them says nothing about the validator now. Only a table written to within this long counts.
 CHALLENGE_RECENT_SECONDS = 6 * 3600
 
+# --- Which hotkeys are ours (network exporter's --network.our-hotkeys) ---------------------
+# A scraped exporter's hotkey missing from the declared list; long enough to ride out a rollout
+# that updates the exporters before the network exporter's flags.
+OUR_HOTKEY_UNDECLARED_FOR = "30m"
+
 # --- Network exporter -----------------------------------------------------------------------
 # A trusted validator's run not updated for this long (it syncs every ~20 minutes).
 VALIDATOR_STALE_SECONDS = 2 * 3600

@@ -27,6 +27,7 @@ def alerts() -> list[Alert]:
                 "validator's PoG loop is stuck or failing, so scores go stale."
             ),
             dashboard_uid=uids.VALIDATOR_POG,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeValidatorDatabaseDown",
@@ -40,6 +41,7 @@ def alerts() -> list[Alert]:
                 "opencompute_validator_db_errors_total says why (missing, locked, corrupt, schema)."
             ),
             dashboard_uid=uids.VALIDATOR_POG,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeValidatorChallengeSuccessLow",
@@ -63,5 +65,6 @@ def alerts() -> list[Alert]:
                 "on the validator side (network, keys, version)."
             ),
             dashboard_uid=uids.VALIDATOR_POG,
+            hold_while_target_down=True,
         ),
     ]

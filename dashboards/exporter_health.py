@@ -115,9 +115,10 @@ def _refresh() -> hs.Row:
             ),
             hs.timeseries(
                 "Skipped bad input",
-                "cps",
+                "short",
                 [hs.target(q.NETWORK_BAD_INPUT_RATE, "{{reason}}")],
-                description="Rate of malformed run data the network exporter skipped, by bounded reason.",
+                description="Malformed run data the network exporter skipped per rate interval, by "
+                "bounded reason (the first ones included).",
                 min_value=0,
             ),
         ],
@@ -138,12 +139,13 @@ def _publishing() -> hs.Row:
             ),
             hs.timeseries(
                 "Publish attempts and failures",
-                "cps",
+                "short",
                 [
                     hs.target(q.EXPORTER_PUBLISH_ATTEMPT_RATE, "{{instance}} attempts"),
                     hs.target(q.EXPORTER_PUBLISH_FAILURE_RATE, "{{instance}} failed: {{reason}}"),
                 ],
-                description="Publish attempts and failures per second, failures by bounded reason.",
+                description="Publish attempts and failures per rate interval (the first failure "
+                "included), failures by bounded reason.",
                 min_value=0,
             ),
             hs.timeseries(
@@ -190,10 +192,10 @@ def _upstreams() -> hs.Row:
             ),
             hs.timeseries(
                 "NVML errors",
-                "cps",
+                "short",
                 [hs.target(q.EXPORTER_NVML_ERROR_RATE, "{{instance}} {{reason}}")],
-                description="NVML call errors per second by bounded reason (not_supported is normal on "
-                "consumer GPUs).",
+                description="NVML call errors per rate interval by bounded reason (not_supported is "
+                "normal on consumer GPUs).",
                 min_value=0,
             ),
             hs.table(

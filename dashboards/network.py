@@ -1,7 +1,8 @@
 """Network: the subnet-wide verified view from the network exporter's cached snapshot.
 
-Allocated and penalized miners over time (and which of them are ours: miners whose exporter
-this Prometheus scrapes), GPU models across the subnet, how much validators agree, and the
+Allocated and penalized miners over time (and which of them are ours: hotkeys declared with the
+network exporter's --network.our-hotkeys, or whose miner exporter this Prometheus scrapes), GPU
+models across the subnet, how much validators agree, and the
 integrity of the runs the view is built from (weak signatures, rejections, stale validators).
 """
 
@@ -50,8 +51,8 @@ def _overview() -> hs.Row:
                 "Our miners allocated",
                 "short",
                 [hs.target(q.NETWORK_OUR_MINERS_ALLOCATED)],
-                description="Allocated miners whose hotkey belongs to a miner exporter this "
-                "Prometheus scrapes.",
+                description="Allocated miners that are ours (declared with --network.our-hotkeys, or "
+                "run by a miner exporter this Prometheus scrapes).",
             ),
             hs.stat(
                 "Our miners penalized",
@@ -60,8 +61,9 @@ def _overview() -> hs.Row:
                     hs.target(q.NETWORK_OUR_MINERS_PENALTY_ENFORCED, "enforced"),
                     hs.target(q.NETWORK_OUR_MINERS_LISTED_NOT_ENFORCED, "listed only"),
                 ],
-                description="Our miners (hotkeys of a miner exporter this Prometheus scrapes) whose "
-                "penalty is enforced (pages) or that are only listed by some validator (warns).",
+                description="Our miners (declared with --network.our-hotkeys, or run by a scraped "
+                "miner exporter) whose penalty is enforced (pages) or that are only listed by some "
+                "validator (warns).",
                 thresholds=hs.steps(("green", None), ("red", 1)),
             ),
             hs.stat(
@@ -248,9 +250,10 @@ def _integrity() -> hs.Row:
             ),
             hs.timeseries(
                 "Rejections",
-                "cps",
+                "short",
                 [hs.target(q.NETWORK_REJECTION_RATE, "{{role}} {{reason}}")],
-                description="Rate of run rejections across refreshes, by role and reason.",
+                description="New run rejections per rate interval (the first ones included), by role "
+                "and reason.",
                 min_value=0,
             ),
             hs.timeseries(

@@ -25,7 +25,23 @@ _UID = _TARGET + ',uid=~"$uid"'
 _RATE = "$__rate_interval"
 # Clock-event reasons that are bookkeeping rather than a slowdown.
 _BENIGN_CLOCK_REASONS = "gpu_idle|applications_clocks_setting|display_clock_setting"
-_OURS_MINER = 'max by (hotkey) (opencompute_identity_info{role="miner"})'
+# Our miners, replica-safe and independent of the miners' own exporters: declared to the network
+# exporter (--network.our-hotkeys), or a scraped miner exporter's hotkey (alerts.builder.ours).
+_OURS_MINER = (
+    'max by (hotkey) (opencompute_network_our_hotkey_info or opencompute_identity_info{role="miner"})'
+)
+
+
+def _increase(selector: str) -> str:
+    """Events in the last ``$__rate_interval``, a counter's first event included.
+
+    ``increase()`` needs two samples, so a series that appears at 1 (the first XID of a GPU, the
+    first failed publish) would show 0 until it changes again. A series that did not exist one
+    interval ago counts with its whole value instead. Works on Prometheus 2.42 (no
+    created-timestamp support needed).
+    """
+    return f"(({selector} unless {selector} offset {_RATE}) or increase({selector}[{_RATE}]))"
+
 
 # --- Template variables -----------------------------------------------------------------------
 VAR_MINER_JOB = 'label_values(opencompute_exporter_build_info{exporter="miner"}, job)'
@@ -71,13 +87,9 @@ GPU_CLOCK_EVENT_REASONS = (
     f'opencompute_gpu_clock_event_reason_active{{{_GPU},reason!~"{_BENIGN_CLOCK_REASONS}"}}'
 )
 GPU_UP = f"opencompute_gpu_up{{{_GPU}}}"
-GPU_XID_INCREASE = (
-    f"sum by (instance, gpu, xid) (increase(opencompute_gpu_xid_errors_total{{{_GPU}}}[{_RATE}]))"
-)
+GPU_XID_INCREASE = f"sum by (instance, gpu, xid) {_increase(f'opencompute_gpu_xid_errors_total{{{_GPU}}}')}"
 GPU_XID_TOTALS = f"sum by (instance, gpu, xid) (opencompute_gpu_xid_errors_total{{{_GPU}}})"
-GPU_ECC_INCREASE = (
-    f"sum by (instance, gpu, type) (increase(opencompute_gpu_ecc_errors_total{{{_GPU}}}[{_RATE}]))"
-)
+GPU_ECC_INCREASE = f"sum by (instance, gpu, type) {_increase(f'opencompute_gpu_ecc_errors_total{{{_GPU}}}')}"
 GPU_REMAPPED_ROWS = f"opencompute_gpu_remapped_rows{{{_GPU}}}"
 GPU_RETIRED_PAGES = f"opencompute_gpu_retired_pages{{{_GPU}}}"
 GPU_RESET_PENDING = (
@@ -141,7 +153,7 @@ VALIDATOR_CHALLENGE_ELAPSED = f"opencompute_validator_challenge_elapsed_seconds_
 VALIDATOR_MINER_ALLOCATED = f"max by (instance, uid) (opencompute_validator_miner_allocated{{{_UID}}})"
 VALIDATOR_INFLATED_SCORES = f"sum(opencompute_validator_miner_score_inflated{{{_TARGET}}})"
 VALIDATOR_DB_ERRORS = (
-    f"sum by (instance, reason) (increase(opencompute_validator_db_errors_total{{{_TARGET}}}[{_RATE}]))"
+    f"sum by (instance, reason) {_increase(f'opencompute_validator_db_errors_total{{{_TARGET}}}')}"
 )
 
 # --- Network ----------------------------------------------------------------------------------
@@ -149,13 +161,16 @@ NETWORK_MINERS_ALLOCATED = f"max(opencompute_network_miners_allocated{{{_TARGET}
 NETWORK_MINERS_PENALIZED = f"max(opencompute_network_miners_penalized{{{_TARGET}}})"
 NETWORK_MINERS_PENALTY_ENFORCED = f"max(opencompute_network_miners_penalty_enforced{{{_TARGET}}})"
 NETWORK_PENALTY_AUTHORITY_SEEN = f"max(opencompute_network_penalty_authority_seen{{{_TARGET}}})"
-NETWORK_TRUSTED_VALIDATORS = f"sum(opencompute_network_validator_trusted{{{_TARGET}}})"
+NETWORK_TRUSTED_VALIDATORS = f"sum(max by (hotkey) (opencompute_network_validator_trusted{{{_TARGET}}}))"
 NETWORK_TRUST_SOURCE = f"max by (source) (opencompute_network_trust_source_info{{{_TARGET}}})"
 NETWORK_V1_ONLY_SHARE = (
-    f'sum(opencompute_network_runs{{{_TARGET},signature="v1_only"}}) '
-    f"/ sum(opencompute_network_runs{{{_TARGET}}})"
+    f'sum(max by (role) (opencompute_network_runs{{{_TARGET},signature="v1_only"}})) '
+    f"/ sum(max by (role, signature) (opencompute_network_runs{{{_TARGET}}}))"
 )
-NETWORK_SNAPSHOT_AGE = f"time() - min(opencompute_network_last_refresh_timestamp_seconds{{{_TARGET}}})"
+# Per role the freshest replica's snapshot, then the oldest role.
+NETWORK_SNAPSHOT_AGE = (
+    f"time() - min(max by (role) (opencompute_network_last_refresh_timestamp_seconds{{{_TARGET}}}))"
+)
 NETWORK_OUR_MINERS_PENALTY_ENFORCED = (
     f"count(max by (hotkey) (opencompute_network_miner_penalty_enforced{{{_TARGET}}}) "
     f"* on (hotkey) group_left () {_OURS_MINER}) or vector(0)"
@@ -172,24 +187,30 @@ NETWORK_OUR_MINERS_ALLOCATED = (
 NETWORK_ALLOCATED_OVER_TIME = f"max(opencompute_network_miners_allocated{{{_TARGET}}})"
 NETWORK_PENALIZED_OVER_TIME = f"max(opencompute_network_miners_penalized{{{_TARGET}}})"
 NETWORK_PENALTY_ENFORCED_OVER_TIME = f"max(opencompute_network_miners_penalty_enforced{{{_TARGET}}})"
-NETWORK_PENALIZED_MINERS = f'opencompute_network_miner_penalized{{{_TARGET},hotkey=~"$hotkey"}}'
-NETWORK_ALLOCATION_CLAIMS = f'opencompute_network_miner_allocation_claims{{{_TARGET},hotkey=~"$hotkey"}}'
+NETWORK_PENALIZED_MINERS = (
+    f'max by (hotkey, list, status_code) (opencompute_network_miner_penalized{{{_TARGET},hotkey=~"$hotkey"}})'
+)
+NETWORK_ALLOCATION_CLAIMS = (
+    f'max by (hotkey) (opencompute_network_miner_allocation_claims{{{_TARGET},hotkey=~"$hotkey"}})'
+)
 NETWORK_ALLOCATED_UNREGISTERED = (
-    f"sum(opencompute_network_miner_allocated_unregistered{{{_TARGET}}}) or vector(0)"
+    f"sum(max by (hotkey) (opencompute_network_miner_allocated_unregistered{{{_TARGET}}})) or vector(0)"
 )
 NETWORK_POG_GPUS_BY_MODEL = (
-    f"sum by (gpu_name) (opencompute_network_stats_gpus{{{_TARGET}}} "
-    f"* on (job, instance, uid) group_left (gpu_name) opencompute_network_stats_info{{{_TARGET}}})"
+    f"sum by (gpu_name) (max by (uid) (opencompute_network_stats_gpus{{{_TARGET}}}) "
+    f"* on (uid) group_left (gpu_name) max by (uid, gpu_name) (opencompute_network_stats_info{{{_TARGET}}}))"
 )
 NETWORK_CLAIMED_GPUS_BY_MODEL = (
-    f"sum by (gpu_name) (opencompute_network_miner_spec_gpus{{{_TARGET}}} "
-    f"* on (job, instance, uid, hotkey) group_left (gpu_name) "
-    f"opencompute_network_miner_spec_info{{{_TARGET}}})"
+    f"sum by (gpu_name) (max by (uid, hotkey) (opencompute_network_miner_spec_gpus{{{_TARGET}}}) "
+    f"* on (uid, hotkey) group_left (gpu_name) "
+    f"max by (uid, hotkey, gpu_name) (opencompute_network_miner_spec_info{{{_TARGET}}}))"
 )
-NETWORK_MINERS_BY_MODEL = f"count by (gpu_name) (opencompute_network_stats_info{{{_TARGET}}})"
+NETWORK_MINERS_BY_MODEL = (
+    f"count by (gpu_name) (max by (uid, gpu_name) (opencompute_network_stats_info{{{_TARGET}}}))"
+)
 NETWORK_AGREEMENT_RATIO = (
-    f"sum(opencompute_network_stats_agreeing_validators{{{_TARGET}}}) "
-    f"/ sum(opencompute_network_stats_reporting_validators{{{_TARGET}}})"
+    f"sum(max by (uid) (opencompute_network_stats_agreeing_validators{{{_TARGET}}})) "
+    f"/ sum(max by (uid) (opencompute_network_stats_reporting_validators{{{_TARGET}}}))"
 )
 NETWORK_LEAST_AGREEMENT = (
     f"bottomk(10, max by (uid) (opencompute_network_stats_agreeing_validators{{{_TARGET}}}) "
@@ -201,14 +222,20 @@ NETWORK_MINER_SCORES = (
     f"* on (job, instance, uid) group_left (hotkey, gpu_name) "
     f'opencompute_network_stats_info{{{_TARGET},hotkey=~"$hotkey"}})'
 )
-NETWORK_CLAIM_MISMATCHES = f'opencompute_network_miner_claim_mismatch{{{_TARGET},hotkey=~"$hotkey"}} == 1'
-NETWORK_RUNS_BY_SIGNATURE = f"sum by (role, signature) (opencompute_network_runs{{{_TARGET}}})"
-NETWORK_RUNS_REJECTED = f"sum by (role, reason) (opencompute_network_runs_rejected{{{_TARGET}}})"
-NETWORK_REJECTION_RATE = (
-    f"sum by (role, reason) (rate(opencompute_network_run_rejections_total{{{_TARGET}}}[{_RATE}]))"
+NETWORK_CLAIM_MISMATCHES = (
+    f"max by (uid, hotkey, field) "
+    f'(opencompute_network_miner_claim_mismatch{{{_TARGET},hotkey=~"$hotkey"}}) == 1'
 )
-NETWORK_RUNS_STALE = f"sum by (role) (opencompute_network_runs_stale{{{_TARGET}}})"
-NETWORK_BAD_INPUT_RATE = f"sum by (reason) (rate(opencompute_network_bad_input_total{{{_TARGET}}}[{_RATE}]))"
+# Replica-safe: every network exporter replica reads the same store, so per-series values are
+# the same on each; `max by` the series' own labels counts each once (a `sum` would double).
+NETWORK_RUNS_BY_SIGNATURE = f"max by (role, signature) (opencompute_network_runs{{{_TARGET}}})"
+NETWORK_RUNS_REJECTED = f"max by (role, reason) (opencompute_network_runs_rejected{{{_TARGET}}})"
+# Each replica counts the same rejections: the most any replica counted, first ones included.
+NETWORK_REJECTION_RATE = (
+    f"max by (role, reason) {_increase(f'opencompute_network_run_rejections_total{{{_TARGET}}}')}"
+)
+NETWORK_RUNS_STALE = f"max by (role) (opencompute_network_runs_stale{{{_TARGET}}})"
+NETWORK_BAD_INPUT_RATE = f"max by (reason) {_increase(f'opencompute_network_bad_input_total{{{_TARGET}}}')}"
 NETWORK_VALIDATOR_UPDATE_AGE = (
     f"(time() - max by (hotkey) (opencompute_network_validator_last_update_timestamp_seconds{{{_TARGET}}})) "
     f"and on (hotkey) (max by (hotkey) (opencompute_network_validator_trusted{{{_TARGET}}}) == 1)"
@@ -235,10 +262,10 @@ EXPORTER_REFRESH_DURATION = f"opencompute_network_refresh_duration_seconds{{{_TA
 EXPORTER_REFRESH_SUCCESS = f"opencompute_network_refresh_success{{{_TARGET}}}"
 EXPORTER_OUTBOX_ENTRIES = f"opencompute_publish_outbox_entries{{{_TARGET}}}"
 EXPORTER_PUBLISH_ATTEMPT_RATE = (
-    f"sum by (instance) (rate(opencompute_publish_attempts_total{{{_TARGET}}}[{_RATE}]))"
+    f"sum by (instance) {_increase(f'opencompute_publish_attempts_total{{{_TARGET}}}')}"
 )
 EXPORTER_PUBLISH_FAILURE_RATE = (
-    f"sum by (instance, reason) (rate(opencompute_publish_failures_total{{{_TARGET}}}[{_RATE}]))"
+    f"sum by (instance, reason) {_increase(f'opencompute_publish_failures_total{{{_TARGET}}}')}"
 )
 EXPORTER_PUBLISH_AGE = f"time() - opencompute_publish_last_success_timestamp_seconds{{{_TARGET}}}"
 EXPORTER_PUBLISH_SEQUENCE = f"opencompute_publish_sequence{{{_TARGET}}}"
@@ -249,7 +276,7 @@ EXPORTER_STATE_STORE_REQUEST_RATE = (
 )
 EXPORTER_NVML_UP = f"opencompute_gpu_nvml_up{{{_TARGET}}}"
 EXPORTER_NVML_ERROR_RATE = (
-    f"sum by (instance, reason) (rate(opencompute_gpu_nvml_errors_total{{{_TARGET}}}[{_RATE}]))"
+    f"sum by (instance, reason) {_increase(f'opencompute_gpu_nvml_errors_total{{{_TARGET}}}')}"
 )
 EXPORTER_NVML_INFO = f"opencompute_gpu_nvml_info{{{_TARGET}}}"
 EXPORTER_VALIDATOR_DB_UP = f"opencompute_validator_db_up{{{_TARGET}}}"

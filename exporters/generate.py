@@ -36,7 +36,7 @@ def repo_root() -> Path:
 
 def flags() -> FlagSet:
     """The generate subcommand's flags."""
-    from alerts.builder import GRAFANA_URL  # PyYAML only: cheap enough for --help
+    from alerts.builder import GRAFANA_URL, RUNBOOK_URL  # PyYAML only: cheap enough for --help
 
     fs = FlagSet()
     fs.add(
@@ -61,22 +61,32 @@ def flags() -> FlagSet:
             convert=lambda text: text.rstrip("/"),
             metavar="URL",
         ),
+        Flag(
+            "runbook.url",
+            "Base URL of docs/runbook.md for the alerts' runbook_url annotations (each alert adds "
+            "#<alertname>): your wiki's copy, or the file at a release tag.",
+            default=RUNBOOK_URL,
+            convert=lambda text: text.rstrip("#"),
+            metavar="URL",
+        ),
     )
     return fs
 
 
-def render_all(grafana_url: str) -> dict[str, str]:
+def render_all(grafana_url: str, runbook_url: str | None = None) -> dict[str, str]:
     """Every generated file as {path relative to the output dir: text}."""
     import alerts
     import dashboards
+    from alerts.builder import RUNBOOK_URL
     from exporters import k8s
 
+    runbook = runbook_url or RUNBOOK_URL
     boards = dashboards.build_all()
-    groups = alerts.build_rule_groups(grafana_url)
+    groups = alerts.build_rule_groups(grafana_url, runbook)
     files: dict[str, str] = {}
     for name, text in dashboards.render_files(boards).items():
         files[f"dashboards/generated/{name}"] = text
-    for name, text in alerts.render_files(grafana_url).items():
+    for name, text in alerts.render_files(grafana_url, runbook).items():
         files[f"alerts/generated/{name}"] = text
     for name, text in k8s.render(groups, boards).items():
         files[f"deploy/kubernetes/generated/{name}"] = text
@@ -137,7 +147,7 @@ def run(values: dict[str, Any], stdout: TextIO | None = None) -> int:
     """Render everything; write it, or with ``--check`` report staleness."""
     stream = stdout or sys.stdout
     out = Path(values["output_dir"]) if values.get("output_dir") else repo_root()
-    files = render_all(values["grafana_url"])
+    files = render_all(values["grafana_url"], values.get("runbook_url"))
     result = plan(out, files)
     if values.get("check"):
         if not result.changed and not result.stale:

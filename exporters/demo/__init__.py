@@ -67,6 +67,9 @@ def flags() -> FlagSet:
              default=30.0, convert=parse_duration, metavar="DURATION"),
         Flag("demo.lift-penalty-after", "Lift our miner's penalty after this long, to show the alert "
              "resolving (0: never).", default=180.0, convert=parse_duration, metavar="DURATION"),
+        Flag("demo.kill-miner-after", "SIGKILL the demo's miner exporter after this long, as when its host "
+             "dies: the penalty keeps paging, OpenComputeExporterDown pages and inhibits the miner's "
+             "held GPU alerts (0: never).", default=0.0, convert=parse_duration, metavar="DURATION"),
         Flag("demo.refresh-interval", "Network exporter refresh interval in the demo.", default=5.0,
              convert=positive_duration, metavar="DURATION"),
         Flag("demo.validators", "Simulated validators.", default=5, convert=positive_int),
@@ -112,6 +115,7 @@ def run(values: dict[str, Any]) -> int:
         alert_for_cap=cap if cap > 0 else None,
         network_refresh_interval=float(values["demo_refresh_interval"]),
         lift_penalty_after=float(values["demo_lift_penalty_after"]) or None,
+        kill_miner_after=float(values["demo_kill_miner_after"]) or None,
         validators=int(values["demo_validators"]),
         miners=int(values["demo_miners"]),
         gpus=int(values["demo_gpus"]),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -48,6 +49,7 @@ Address = tuple[str, int]
 NETUID = 27
 PENALIZED = 4  # simulated penalties: enough that one of them is allocated and ours
 VALIDATOR_URI = "//validator"  # the ComputeDb's own validator (exporters.validator.simulate)
+SIMULATED_MODEL = "NVIDIA H100 80GB HBM3"  # what exporters.demo.simgpu's default board reports
 JOBS = {
     "miner": "opencompute-miner",
     "validator": "opencompute-validator",
@@ -93,6 +95,9 @@ class DemoConfig:
     validator_address: Address = ("127.0.0.1", 9928)
     network_address: Address = ("127.0.0.1", 9929)
     registrar_address: Address = ("127.0.0.1", 9930)
+    # More network exporter replicas (same store and flags, as the shipped 2-replica Deployment),
+    # scraped by the same job: dashboards and alerts must not count them twice.
+    network_replica_addresses: Sequence[Address] = ()
     prometheus: bool = True
     require_prometheus: bool = False  # tests: missing binaries are an error, not a degradation
     prometheus_address: Address = ("127.0.0.1", 19090)
@@ -105,6 +110,7 @@ class DemoConfig:
     rule_files: Sequence[Path] | None = None  # None = alerts/generated/*.yml
     network_refresh_interval: float = 5.0
     lift_penalty_after: float | None = None  # republish the penalizing run without us after this
+    kill_miner_after: float | None = None  # SIGKILL our miner exporter after this (host down)
     validators: int = 5
     miners: int = 40
     gpus: int = 8
@@ -142,6 +148,7 @@ class Demo:
         self.alertmanager_url: str | None = None
         self.urls: dict[str, str] = {}
         self.notes: list[str] = []
+        self.killed: set[str] = set()  # children stopped on purpose by a scenario
         self._print_lock = threading.Lock()
 
     def __enter__(self) -> Demo:
@@ -173,16 +180,13 @@ class Demo:
 
         cfg = self.config
         state_path = self.dir / "state.sqlite"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{state_path}{suffix}").unlink(missing_ok=True)
-        store = SQLiteStateStore(str(state_path))
-        try:
-            net = seed_network(
-                store, validators=cfg.validators, miners=cfg.miners, seed=cfg.seed, penalized=PENALIZED
-            )
-            ours = choose_our_miner(net, store.read_runs("validator", NETUID))
-        finally:
-            store.close()
+        net, ours = self._seed_store(state_path, seed_network, SQLiteStateStore, None)
+        hardware = (SIMULATED_MODEL, cfg.gpus)
+        index = int(ours.uri.removeprefix("//miner"))
+        if net.pog.get(len(net.validator_keys) + index) != hardware:
+            # Our miner exporter publishes its SIMULATED GPUs: make the validators' proof-of-GPU
+            # agree, so it does not raise OpenComputeMinerClaimMismatch (same seed otherwise).
+            net, ours = self._seed_store(state_path, seed_network, SQLiteStateStore, {index: hardware})
         # Legacy proof-of-work rows too, so the challenge panels have something to show.
         db = create_compute_db(
             self.dir / "compute.db", seed=cfg.seed, now=datetime.now(UTC), challenge_rows=2000
@@ -205,6 +209,26 @@ class Demo:
             validator_hotkeys=list(net.validator_hotkeys),
             network=net,
         )
+
+    def _seed_store(
+        self, state_path: Path, seed_network: Any, store_class: Any, pog: dict[int, tuple[str, int]] | None
+    ) -> tuple[Any, OurMiner]:
+        cfg = self.config
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{state_path}{suffix}").unlink(missing_ok=True)
+        store = store_class(str(state_path))
+        try:
+            net = seed_network(
+                store,
+                validators=cfg.validators,
+                miners=cfg.miners,
+                seed=cfg.seed,
+                penalized=PENALIZED,
+                pog_overrides=pog,
+            )
+            return net, choose_our_miner(net, store.read_runs("validator", NETUID))
+        finally:
+            store.close()
 
     def _exporter_env(self) -> dict[str, str]:
         """The demo's environment minus OPENCOMPUTE_* settings meant for a real deployment."""
@@ -242,7 +266,13 @@ class Demo:
             if name == "miner":
                 self._wait_exporter(children["network"], specs["network"][1])
             children[name] = self.supervisor.start(name, argv, env=env, cwd=self.dir, echo=True)
-        for name in ("miner", "validator", "network"):
+        for index, address in enumerate(cfg.network_replica_addresses, start=2):
+            argv = [sys.executable, "-m", "exporters", "network", *self.network_args(address)]
+            children[f"network-{index}"] = self.supervisor.start(
+                f"network-{index}", argv, env=env, cwd=self.dir, echo=True
+            )
+            specs[f"network-{index}"] = (argv, address)
+        for name in (n for n in children if n != "registrar"):
             self.urls[f"{name} exporter"] = self._wait_exporter(children[name], specs[name][1])
         self.urls["registrar (simulated chain)"] = self._wait_exporter(
             children["registrar"], cfg.registrar_address
@@ -334,12 +364,12 @@ class Demo:
             f"--{prefix}.validator-allowlist={allowlist}",
         ]
 
-    def network_args(self) -> list[str]:
+    def network_args(self, address: Address | None = None) -> list[str]:
         """Flags of the network exporter: the seeded store and the simulation's metagraph."""
         assert self.subnet is not None
         refresh = f"{self.config.network_refresh_interval:g}s"
         return [
-            *self.common_args(self.config.network_address),
+            *self.common_args(address or self.config.network_address),
             "--state.backend=sqlite",
             f"--state.sqlite-path={self.subnet.state_path}",
             f"--netuid={NETUID}",
@@ -347,6 +377,9 @@ class Demo:
             # The validator whose checklist penalizes our miner stands in for NI's hardcoded hotkey,
             # so its penalty is enforced and pages, as NI's would on the live network.
             f"--network.penalty-authority={_ss58(self.subnet.penalizing_validator_uri)}",
+            # The operator's own hotkeys, declared to the network exporter: the penalty of our
+            # miner keeps paging when its exporter is down (--demo.kill-miner-after shows it).
+            f"--network.our-hotkeys={self.subnet.our_miner_hotkey},{_ss58(VALIDATOR_URI)}",
             f"--network.validator-refresh-interval={refresh}",
             f"--network.miner-refresh-interval={refresh}",
         ]
@@ -374,10 +407,7 @@ class Demo:
         webhook = cfg.webhook_url or self._start_receiver()
         am_addr, prom_addr = _hostport(cfg.alertmanager_address), _hostport(cfg.prometheus_address)
         am_cfg = promstack.write_yaml(
-            self.dir / "alertmanager" / "alertmanager.yml",
-            promstack.alertmanager_config(
-                webhook, group_wait=1.0, group_interval=max(1.0, cfg.evaluation_interval)
-            ),
+            self.dir / "alertmanager" / "alertmanager.yml", self._alertmanager_config(webhook)
         )
         am_child = self.supervisor.start(
             "alertmanager",
@@ -387,7 +417,7 @@ class Demo:
         targets = {
             JOBS["miner"]: _hostport(cfg.miner_address),
             JOBS["validator"]: _hostport(cfg.validator_address),
-            JOBS["network"]: _hostport(cfg.network_address),
+            JOBS["network"]: [_hostport(a) for a in (cfg.network_address, *cfg.network_replica_addresses)],
             JOBS["registrar"]: _hostport(cfg.registrar_address),
         }
         prom_cfg = promstack.write_yaml(
@@ -410,11 +440,35 @@ class Demo:
         except ChildFailed as exc:
             raise DemoError(str(exc)) from None
         self.prometheus_url, self.alertmanager_url = f"http://{prom_addr}", f"http://{am_addr}"
-        self.urls["Prometheus"] = self.prometheus_url
-        self.urls["Prometheus alerts"] = f"{self.prometheus_url}/alerts"
-        self.urls["Alertmanager"] = self.alertmanager_url
+        # Debian's Prometheus serves only its classic UI (under /classic/); Debian's
+        # Alertmanager ships no web UI at all: its HTTP API and amtool work.
+        self.urls["Prometheus (classic UI)"] = f"{self.prometheus_url}/classic/graph"
+        self.urls["Prometheus alerts"] = f"{self.prometheus_url}/classic/alerts"
+        self.urls["Alertmanager API (no UI)"] = f"{self.alertmanager_url}/api/v2/alerts"
+        self.notes.append(
+            f"amtool --alertmanager.url={self.alertmanager_url} alert query --inhibited: the "
+            "alerts Alertmanager holds, inhibited ones included (routing and inhibition are "
+            "deploy/alertmanager/alertmanager.yml's)"
+        )
         if self.receiver is not None:
             self.urls["alert webhook (prints here)"] = self.receiver.url
+
+    def _alertmanager_config(self, webhook: str) -> dict[str, Any]:
+        """The shipped routing tree and inhibit rules, timings compressed like the rules' ``for:``."""
+        cfg = self.config
+        timings = {"group_wait": 1.0, "group_interval": max(1.0, cfg.evaluation_interval)}
+        shipped = repo_root() / "deploy" / "alertmanager" / "alertmanager.yml"
+        if shipped.is_file():
+            return promstack.shipped_alertmanager_config(shipped, webhook, **timings)
+        self.notes.append(f"{shipped} not found: Alertmanager routes every alert to the webhook")
+        return promstack.alertmanager_config(webhook, **timings)
+
+    def kill_miner(self) -> None:
+        """SIGKILL the miner exporter, as when its host dies: the scenario behind the "hold"."""
+        child = next(c for c in self.supervisor.children if c.name == "miner")
+        self.killed.add(child.name)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.proc.wait(timeout=10)
 
     def _start_receiver(self) -> str:
         host, port = self.config.webhook_address
@@ -458,18 +512,28 @@ class Demo:
         width = max(len(k) for k in self.urls) if self.urls else 0
         lines = ["", "opencompute demo is running (simulated subnet; GPUs are SIMULATED):"]
         lines += [f"  {name.ljust(width)}  {url}" for name, url in self.urls.items()]
-        ours = f"{self.subnet.our_miner_hotkey} ({self.subnet.our_miner_uri}, penalized by one validator)"
+        ours = (
+            f"{self.subnet.our_miner_hotkey} ({self.subnet.our_miner_uri}, penalized by one validator; "
+            f"its proof-of-GPU matches its {self.config.gpus} SIMULATED GPUs)"
+        )
         lines += [
             f"  {'our miner'.ljust(width)}  {ours}",
             f"  {'demo directory'.ljust(width)}  {self.dir} (logs in {self.dir / 'logs'})",
         ]
         lines += [f"  note: {n}" for n in self.notes]
+        if not self.config.kill_miner_after:
+            lines.append(
+                "  note: --demo.kill-miner-after=1m kills the miner exporter to show a page that "
+                "keeps firing and an inhibited alert"
+            )
         lines += [f"Try: curl -s localhost:{self.config.network_address[1]}/metrics | grep penalized", ""]
         return "\n".join(lines)
 
     def check_children(self) -> str | None:
         """A message naming the first child that died on its own, else None."""
         for child in self.supervisor.exited():
+            if child.name in self.killed:
+                continue
             return (
                 f"{child.name} exited unexpectedly with code {child.proc.returncode}; "
                 f"last lines of {child.log_path}:\n{child.log_tail()}"
@@ -485,6 +549,7 @@ class Demo:
         started = time.monotonic()
         deadline = None if not duration else started + duration
         lift_at = None if not self.config.lift_penalty_after else started + self.config.lift_penalty_after
+        kill_at = None if not self.config.kill_miner_after else started + self.config.kill_miner_after
         while not stop.wait(0.5):
             problem = self.check_children()
             if problem:
@@ -494,6 +559,18 @@ class Demo:
             if lift_at is not None and now >= lift_at:
                 lift_at = None
                 self._lift_and_tell()
+            if kill_at is not None and now >= kill_at:
+                kill_at = None
+                self.kill_miner()
+                with self._print_lock:
+                    print(
+                        "DEMO: killed the miner exporter (SIGKILL), as when its host dies: "
+                        "OpenComputeMinerPenalized keeps paging (ours is declared to the network "
+                        "exporter), OpenComputeExporterDown pages, and the miner's GPU alerts stay "
+                        "firing but inhibited (amtool ... alert query --inhibited), no RESOLVED",
+                        file=self.config.out,
+                        flush=True,
+                    )
             if deadline is not None and now >= deadline:
                 log.info("--demo.duration reached")
                 return 0
@@ -640,8 +717,17 @@ def cap_rule_durations(data: dict[str, Any], cap: float | None, interval: float 
                 continue
             current = _seconds(rule["for"])
             if current is not None and current > cap:
-                rule["for"] = promstack._duration(cap)
+                old, rule["for"] = rule["for"], promstack._duration(cap)
+                _retell_for(rule, old, rule["for"])
     return data
+
+
+def _retell_for(rule: dict[str, Any], old: str, new: str) -> None:
+    """Make the annotations say the ``for:`` the demo's copy has ("for 5m" -> "for 30s")."""
+    pattern = re.compile(rf"\bfor {re.escape(old)}\b")
+    for key, text in (rule.get("annotations") or {}).items():
+        if isinstance(text, str):
+            rule["annotations"][key] = pattern.sub(f"for {new}", text)
 
 
 def republish_without_penalty(state_path: Path, validator_uri: str, miner_hotkey: str, outbox: Path) -> int:

@@ -13,7 +13,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,14 +47,14 @@ def _duration(seconds: float) -> str:
 
 
 def prometheus_config(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     *,
     rule_files: Iterable[Path] = (),
     alertmanager: str | None = None,
     scrape_interval: float = 5.0,
     evaluation_interval: float = 5.0,
 ) -> dict[str, Any]:
-    """A prometheus.yml as a dict: one job per ``{job: "host:port"}``, rules, one Alertmanager."""
+    """A prometheus.yml as a dict: one job per ``{job: address(es)}``, rules, one Alertmanager."""
     cfg: dict[str, Any] = {
         "global": {
             "scrape_interval": _duration(scrape_interval),
@@ -63,7 +63,11 @@ def prometheus_config(
         },
         "rule_files": [str(p) for p in rule_files],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [address]}]} for job, address in targets.items()
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [address] if isinstance(address, str) else list(address)}],
+            }
+            for job, address in targets.items()
         ],
     }
     if alertmanager:
@@ -96,6 +100,44 @@ def alertmanager_config(
     }
 
 
+def shipped_alertmanager_config(
+    source: Path,
+    webhook_url: str,
+    *,
+    group_wait: float = 1.0,
+    group_interval: float = 5.0,
+    repeat_interval: float = 3600.0,
+) -> dict[str, Any]:
+    """``deploy/alertmanager/alertmanager.yml`` with its routing tree and inhibit rules kept.
+
+    Only what cannot work on a demo or test host changes: every webhook goes to ``webhook_url``
+    (with the receiver's name as the path, so a delivery says where it was routed), and the
+    route timings are compressed like the rules' ``for:``. The ``null`` receiver stays empty, so
+    info alerts are not delivered, exactly as in production.
+    """
+    data = yaml.safe_load(source.read_text()) or {}
+    base = webhook_url.rstrip("/")
+    for receiver in data.get("receivers") or []:
+        for hook in receiver.get("webhook_configs") or []:
+            hook["url"] = f"{base}/{receiver['name']}"
+    timings = {
+        "group_wait": _duration(group_wait),
+        "group_interval": _duration(group_interval),
+        "repeat_interval": _duration(repeat_interval),
+    }
+
+    def compress(route: dict[str, Any]) -> None:
+        for key, value in timings.items():
+            if key in route or route is data.get("route"):
+                route[key] = value
+        for child in route.get("routes") or []:
+            compress(child)
+
+    compress(data.setdefault("route", {}))
+    data.setdefault("global", {})["resolve_timeout"] = _duration(max(group_interval * 5, 5.0))
+    return data
+
+
 def write_yaml(path: Path, data: Mapping[str, Any]) -> Path:
     """Write ``data`` as YAML (block style, insertion order) and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,17 +159,37 @@ def prometheus_argv(binary: str, config: Path, data_dir: Path, listen: str) -> l
     ]
 
 
-def alertmanager_argv(binary: str, config: Path, data_dir: Path, listen: str) -> list[str]:
-    """Command line for a loopback Alertmanager without the cluster gossip port."""
-    return [
+def alertmanager_argv(
+    binary: str,
+    config: Path,
+    data_dir: Path,
+    listen: str,
+    *,
+    cluster_listen: str = "",
+    peers: Iterable[str] = (),
+    peer_timeout: float = 15.0,
+) -> list[str]:
+    """Command line for a loopback Alertmanager; no gossip port unless ``cluster_listen`` is set.
+
+    With ``cluster_listen`` (and ``peers``) the Alertmanagers form one cluster: they share
+    silences and the notification log, so only one of them sends each notification.
+    """
+    argv = [
         binary,
         f"--config.file={config}",
         f"--storage.path={data_dir}",
         f"--web.listen-address={listen}",
         f"--web.external-url=http://{listen}/",
-        "--cluster.listen-address=",
+        f"--cluster.listen-address={cluster_listen}",
         "--log.level=warn",
     ]
+    if cluster_listen:
+        argv += [
+            f"--cluster.advertise-address={cluster_listen}",
+            f"--cluster.peer-timeout={_duration(peer_timeout)}",
+        ]
+        argv += [f"--cluster.peer={peer}" for peer in peers]
+    return argv
 
 
 @dataclass

@@ -18,7 +18,7 @@ import copy
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +201,7 @@ def seed_network(
     max_uids: int = 256,
     netuid: int = 27,
     clock: Callable[[], float] = time.time,
+    pog_overrides: Mapping[int, tuple[str, int]] | None = None,
 ) -> SimulatedNetwork:
     """Publish a simulated subnet into ``store``; return the keys and the matching metagraph.
 
@@ -213,7 +214,9 @@ def seed_network(
     edited after signing. Validator 0 allocates every third miner
     (validators 1 and 2 co-claim some; validator 2 measures half the GPUs on some) and publishes
     the penalty checklist (dicts); validator 1 publishes plain-string penalties. Every fifth
-    miner over-claims its GPU count.
+    miner over-claims its GPU count. ``pog_overrides`` ({miner index: (model, count)}) fixes the
+    proven hardware of chosen miners (the rest of the simulation stays as the seed makes it),
+    e.g. so a simulated miner exporter can publish specs its proof-of-GPU confirms.
     """
     rng = random.Random(seed)
     now = clock()
@@ -238,6 +241,8 @@ def seed_network(
         if offset % 7 == 6:
             continue
         net.pog[validators + offset] = (rng.choice(GPU_MODELS)[0], rng.choice(GPU_COUNTS))
+        if pog_overrides and offset in pog_overrides:
+            net.pog[validators + offset] = pog_overrides[offset]
     alloc_by = {0: {mkeys[i].ss58_address for i in range(0, miners, 3) if validators + i in net.pog}}
     alloc_by[1] = set(sorted(alloc_by[0])[::2]) if validators > 1 else set()
     alloc_by[2] = set(sorted(alloc_by[0])[1::2]) if validators > 2 else set()

@@ -157,7 +157,7 @@ def test_required_alerts_exist_with_their_severity() -> None:
     assert {name: severity.get(name) for name in required} == required
 
 
-def test_our_miner_alerts_join_the_identity_info_on_hotkey() -> None:
+def test_our_miner_alerts_join_the_declared_hotkeys_replica_safe_on_hotkey() -> None:
     exprs = {rule["alert"]: rule["expr"] for rule in _rules()}
     for name in (
         "OpenComputeMinerPenalized",
@@ -165,9 +165,30 @@ def test_our_miner_alerts_join_the_identity_info_on_hotkey() -> None:
         "OpenComputeMinerAllocationLost",
         "OpenComputeMinerClaimMismatch",
     ):
-        assert 'max by (hotkey) (opencompute_identity_info{role="miner"})' in exprs[name]
+        assert builder.ours_selector("miner") in exprs[name]
         assert "* on (hotkey) group_left ()" in exprs[name]
+    assert "opencompute_network_our_hotkey_info" in builder.ours_selector("miner")
+    assert builder.ours_selector("miner").startswith("max by (hotkey) (")
     assert 'opencompute_identity_info{role="validator"}' in exprs["OpenComputeOwnValidatorStale"]
+
+
+def test_alerts_on_a_targets_own_samples_hold_while_it_is_down_and_are_inhibited() -> None:
+    """Every alert whose series come from one scraped target keeps firing while `up` is 0."""
+    rules = {rule["alert"]: rule for rule in _rules()}
+    held = {name for name, rule in rules.items() if "ALERTS{alertname=" in rule["expr"]}
+    gpu = {a.name for a in alerts.areas()[1].alerts}
+    assert gpu | {"OpenComputeMinerPortClosed", "OpenComputeValidatorPoGStale"} <= held
+    assert "OpenComputeExporterDown" not in held and "OpenComputeMinerPenalized" not in held
+    for name in held:
+        expr = rules[name]["expr"]
+        assert f'ALERTS{{alertname="{name}",alertstate="firing"}}' in expr, name
+        assert "and on (job, instance)\n  up == 0" in expr, name
+
+
+def test_the_runbook_base_url_is_configurable() -> None:
+    groups = alerts.build_rule_groups(runbook_url="https://wiki.example.net/runbook")
+    urls = {rule["annotations"]["runbook_url"] for group in groups for rule in group["rules"]}
+    assert urls == {f"https://wiki.example.net/runbook#{a.anchor}" for a in alerts.all_alerts()}
 
 
 def test_critical_xids_come_from_thresholds() -> None:
@@ -181,7 +202,9 @@ def test_changing_a_threshold_changes_the_rule(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(thresholds, "MINER_PORT_CLOSED_FOR", "3m")
     monkeypatch.setattr(thresholds, "CRITICAL_XIDS", (79,))
     rules = {rule["alert"]: rule for rule in _rules()}
-    assert rules["OpenComputeGPUTemperatureHigh"]["expr"] == "opencompute_gpu_temperature_celsius > 91\n"
+    assert rules["OpenComputeGPUTemperatureHigh"]["expr"].startswith(
+        "(\n  opencompute_gpu_temperature_celsius > 91\n)\nor\n"
+    )
     assert "above 91 °C" in rules["OpenComputeGPUTemperatureHigh"]["annotations"]["description"]
     assert rules["OpenComputeMinerPortClosed"]["for"] == "3m"
     assert 'xid=~"79"' in rules["OpenComputeGPUCriticalXid"]["expr"]

@@ -60,9 +60,20 @@ def test_check_fails_with_a_diff_when_a_committed_file_was_edited(tmp_path: Path
     code, output = _run(tmp_path, check=True)
     assert code == generate.EXIT_STALE == 1
     assert "--- a/alerts/generated/gpu.yml" in output
-    assert "\n-      opencompute_gpu_temperature_celsius > 95\n" in output
-    assert "\n+      opencompute_gpu_temperature_celsius > 85\n" in output
+    assert "\n-        opencompute_gpu_temperature_celsius > 95\n" in output
+    assert "\n+        opencompute_gpu_temperature_celsius > 85\n" in output
     assert "> 95" in rules.read_text(), "--check must not write"
+
+
+def test_the_runbook_url_option_reaches_every_rule_and_the_prometheusrule(tmp_path: Path) -> None:
+    out = io.StringIO()
+    values = {"output_dir": tmp_path, "check": False, "grafana_url": "http://localhost:3000"}
+    assert generate.run({**values, "runbook_url": "https://wiki.example.net/oc/runbook#"}, stdout=out) == 0
+    rules = (tmp_path / "alerts" / "generated" / "miner.yml").read_text()
+    assert "runbook_url: https://wiki.example.net/oc/runbook#opencomputeminerpenalized" in rules
+    k8s = (tmp_path / "deploy" / "kubernetes" / "generated" / "prometheusrule.yaml").read_text()
+    assert "https://wiki.example.net/oc/runbook#opencomputeminerpenalized" in k8s
+    assert "github.com" not in rules
 
 
 def test_check_fails_on_a_missing_file_and_on_a_leftover_one(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ import yaml
 from helpers.stack import require_binaries
 
 from exporters.demo import promstack
-from exporters.demo.orchestrator import Demo, DemoConfig, cap_rule_durations, default_rule_files
+from exporters.demo.orchestrator import Demo, DemoConfig, cap_rule_durations, default_rule_files, repo_root
 
 
 def test_durations_are_written_the_way_prometheus_reads_them():
@@ -140,3 +141,49 @@ def test_the_webhook_receiver_rejects_a_body_that_is_not_json(tmp_path):
 
 def test_missing_binaries_are_found_as_missing(tmp_path: Path):
     assert promstack.find_binary(("prometheus",), path=str(tmp_path)) is None
+
+
+def test_the_demo_copy_says_the_for_it_has():
+    """An alert text mentioning "for 5m" says "for 30s" in the demo's copy, which waits 30 s."""
+    files = default_rule_files()
+    mentioned = 0
+    for path in files:
+        copy = cap_rule_durations(yaml.safe_load(path.read_text()), 30.0, 5.0)
+        for rule in (r for g in copy["groups"] for r in g["rules"] if "for" in r):
+            for text in rule["annotations"].values():
+                for said in re.findall(r"\bfor (\d+[smhd])\b", text):
+                    mentioned += 1
+                    assert said == rule["for"], (rule["alert"], said, rule["for"])
+    assert mentioned >= 8, "descriptions name their for: durations"
+
+
+def test_the_committed_rules_say_the_for_they_have():
+    for path in default_rule_files():
+        for rule in (r for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]):
+            for text in rule.get("annotations", {}).values():
+                for said in re.findall(r"\bfor (\d+[smhd])\b", text):
+                    assert said == rule.get("for"), (rule["alert"], said, rule.get("for"))
+
+
+@pytest.mark.integration
+def test_the_demo_uses_the_shipped_routing_and_inhibition_and_amtool_accepts_it(tmp_path):
+    require_binaries()
+    shipped = repo_root() / "deploy" / "alertmanager" / "alertmanager.yml"
+    original = yaml.safe_load(shipped.read_text())
+    config = promstack.shipped_alertmanager_config(
+        shipped, "http://127.0.0.1:19095/alerts", group_interval=1.0
+    )
+    assert config["inhibit_rules"] == original["inhibit_rules"]
+    assert [r["receiver"] for r in config["route"]["routes"]] == ["pager", "chat", "null"]
+    pager = config["route"]["routes"][0]
+    assert config["route"]["group_interval"] == "1s" and pager["group_wait"] == "1s"
+    assert pager["repeat_interval"] == "60m" and "group_interval" not in pager  # inherits the root's
+    hooks = {r["name"]: [h["url"] for h in r.get("webhook_configs", [])] for r in config["receivers"]}
+    assert hooks == {
+        "pager": ["http://127.0.0.1:19095/alerts/pager"],
+        "chat": ["http://127.0.0.1:19095/alerts/chat"],
+        "null": [],
+    }
+    path = promstack.write_yaml(tmp_path / "am.yml", config)
+    result = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

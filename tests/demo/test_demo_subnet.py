@@ -78,3 +78,23 @@ def test_the_network_exporter_enforces_the_penalizing_validators_checklist(tmp_p
     demo.subnet = demo._seed()
     authority = Keypair.create_from_uri(demo.subnet.penalizing_validator_uri).ss58_address
     assert f"--network.penalty-authority={authority}" in demo.network_args()
+
+
+def test_our_miners_proof_of_gpu_matches_the_simulated_gpus_it_publishes(tmp_path):
+    from exporters.demo.orchestrator import SIMULATED_MODEL
+    from exporters.demo.simgpu import H100_SXM
+
+    assert SIMULATED_MODEL == H100_SXM.name
+    demo = Demo(DemoConfig(directory=tmp_path, echo=None, gpus=4))
+    demo.subnet = demo._seed()
+    net = demo.subnet.network
+    index = int(demo.subnet.our_miner_uri.removeprefix("//miner"))
+    assert net.pog[len(net.validator_keys) + index] == (SIMULATED_MODEL, 4)
+    # Same story otherwise: still penalized (by exactly one validator, as chosen), declared as ours.
+    store = SQLiteStateStore(str(demo.subnet.state_path))
+    try:
+        assert demo.subnet.our_miner_hotkey in _penalties(store)
+    finally:
+        store.close()
+    (ours,) = [a for a in demo.network_args() if a.startswith("--network.our-hotkeys=")]
+    assert demo.subnet.our_miner_hotkey in ours.split("=", 1)[1].split(",")

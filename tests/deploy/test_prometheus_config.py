@@ -12,6 +12,9 @@ from deploy_tools import DEPLOY, REPO
 from alerts.thresholds import EXPORTER_JOB_REGEX
 
 CONFIGS = [DEPLOY / "prometheus" / "prometheus.yml", DEPLOY / "compose" / "prometheus.yml"]
+HA = DEPLOY / "prometheus" / "prometheus-ha.yml"
+REMOTE_WRITE = DEPLOY / "prometheus" / "prometheus-remote-write.yml"
+HOST_CONFIGS = [CONFIGS[0], HA, REMOTE_WRITE]
 RULES_GLOB = "/etc/prometheus/opencompute/*.yml"
 GENERATED_RULES = REPO / "alerts" / "generated"
 
@@ -50,7 +53,9 @@ def with_real_rules(config_path: Path, tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("config_path", CONFIGS, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize(
+    "config_path", [*CONFIGS, HA, REMOTE_WRITE], ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_promtool_accepts_the_config_with_the_generated_alert_rules(config_path, tmp_path, run_tool):
     copy = with_real_rules(config_path, tmp_path)
     result = run_tool("promtool", "check", "config", str(copy))
@@ -127,9 +132,62 @@ def test_host_label_comes_from_the_address_unless_a_static_label_sets_it(labels,
 def test_alerts_go_to_alertmanager_without_the_ha_replica_label():
     config = load(CONFIGS[0])
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["localhost:9093"]
-    assert {"regex": "replica", "action": "labeldrop"} in config["alerting"]["alert_relabel_configs"]
-    text = CONFIGS[0].read_text()
-    assert "# remote_write:" in text and "# replica:" in text, "the scale-out blocks are documented"
+    for path in HOST_CONFIGS:
+        rules = load(path)["alerting"]["alert_relabel_configs"]
+        assert {"regex": "replica", "action": "labeldrop"} in rules, path.name
+
+
+def test_scale_out_is_real_config_not_commented_blocks():
+    for path in HOST_CONFIGS:
+        text = path.read_text()
+        assert not re.search(r"^\s*#\s*(remote_write|replica):", text, re.M), path.name
+
+
+def test_the_ha_and_remote_write_configs_scrape_exactly_what_the_single_server_does():
+    single = load(CONFIGS[0])
+    for path in (HA, REMOTE_WRITE):
+        config = load(path)
+        assert config["scrape_configs"] == single["scrape_configs"], (
+            f"{path.name} drifted from prometheus.yml"
+        )
+        assert config["rule_files"] == single["rule_files"]
+        assert config["global"]["scrape_interval"] == single["global"]["scrape_interval"]
+
+
+def test_each_ha_replica_gets_its_own_replica_label_and_alerts_every_alertmanager():
+    config = load(HA)
+    assert config["global"]["external_labels"] == {
+        "cluster": "opencompute",
+        "replica": "${PROMETHEUS_REPLICA}",
+    }
+    assert "--enable-feature=expand-external-labels" in HA.read_text()
+    (targets,) = [group["targets"] for group in config["alerting"]["alertmanagers"][0]["static_configs"]]
+    assert len(targets) == 2 and "remote_write" not in config
+
+
+def test_remote_write_has_one_central_store_and_documents_each_backend():
+    config = load(REMOTE_WRITE)
+    (write,) = config["remote_write"]
+    assert write["url"].endswith("/api/v1/write") and "queue_config" in write
+    text = REMOTE_WRITE.read_text()
+    for backend in ("--web.enable-remote-write-receiver", "Mimir", "Thanos Receive", "VictoriaMetrics"):
+        assert backend in text
+    deploy_doc = (REPO / "docs" / "deploy.md").read_text()
+    for needle in ("/api/v1/push", "X-Scope-OrgID", "/api/v1/receive", "dedup.minScrapeInterval"):
+        assert needle in deploy_doc, needle
+
+
+def test_the_alertmanager_cluster_flags_are_real_alertmanager_flags(tool):
+    import subprocess
+
+    text = (DEPLOY / "alertmanager" / "cluster.default").read_text()
+    (args,) = re.findall(r'^ARGS="(.*)"$', text, re.M)
+    flags = {arg.split("=", 1)[0] for arg in args.split()}
+    assert {"--cluster.listen-address", "--cluster.peer", "--cluster.advertise-address"} <= flags
+    binary = tool("amtool").replace("amtool", "prometheus-alertmanager")
+    proc = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    help_text = proc.stdout + proc.stderr
+    assert all(flag in help_text for flag in flags), flags
 
 
 def test_compose_config_targets_the_compose_services():

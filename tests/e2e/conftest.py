@@ -28,6 +28,10 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> Iterator[Demo]:
-    """The demo with 1 s scrape/evaluation/refresh and alert `for:` capped at 1 s."""
-    with running_demo(tmp_path_factory.mktemp("demo"), webhook.url) as running:
+    """The demo with 1 s scrape/evaluation/refresh, alert `for:` capped at 1 s, two network replicas.
+
+    Two network exporters read the same store, as the shipped 2-replica Deployment does: every
+    e2e test therefore also checks that alerts and panels do not count them twice.
+    """
+    with running_demo(tmp_path_factory.mktemp("demo"), webhook.url, network_replicas=2) as running:
         yield running

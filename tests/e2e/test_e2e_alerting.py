@@ -89,3 +89,18 @@ def test_our_penalized_miner_alerts_and_resolves_once_the_validator_lifts_the_pe
     resolved = webhook.wait_for(_is_ours(ours), "resolved", timeout=30)
     assert resolved is not None, f"no resolved {ALERT} notification for {ours}\n{_diagnostics(demo)}"
     assert resolved["endsAt"] >= fired["startsAt"]
+
+
+def test_every_link_the_demo_prints_answers_with_the_packages_the_readme_installs(demo: Demo) -> None:
+    import urllib.request
+
+    checked = []
+    for name, url in demo.urls.items():
+        if "webhook" in name:
+            continue  # POST only: Alertmanager delivers there
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200, (name, url)
+        checked.append(url)
+    assert any(u.endswith("/classic/alerts") for u in checked), checked
+    assert any(u.endswith("/api/v2/alerts") for u in checked), checked
+    assert len(checked) >= 6, checked

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def _panels(panels: list[dict]) -> Iterator[dict]:
         yield from _panels(panel.get("panels") or [])  # collapsed rows nest their panels
 
 
-def panel_queries() -> list[tuple[str, str, str]]:
+def panel_queries(convert: Callable[[str], str] = grafana_to_promql) -> list[tuple[str, str, str]]:
     """(dashboard title, panel title, PromQL) for every panel target of every generated dashboard."""
     found = []
     for path in sorted((repo_root() / "dashboards" / "generated").glob("*.json")):
@@ -44,9 +44,7 @@ def panel_queries() -> list[tuple[str, str, str]]:
             for target in panel.get("targets") or []:
                 expr = target.get("expr")
                 if expr:
-                    found.append(
-                        (board.get("title", path.name), panel.get("title", "?"), grafana_to_promql(expr))
-                    )
+                    found.append((board.get("title", path.name), panel.get("title", "?"), convert(expr)))
     return found
 
 

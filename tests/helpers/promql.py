@@ -51,9 +51,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def query(base_url: str, expr: str, timeout: float = 5.0) -> QueryResult:
-    """Run an instant query; a 4xx/5xx answer is returned, not raised."""
-    data = urllib.parse.urlencode({"query": expr}).encode()
+def query(base_url: str, expr: str, timeout: float = 5.0, at: float | None = None) -> QueryResult:
+    """Run an instant query (now, or at Unix time ``at``); a 4xx/5xx answer is returned, not raised."""
+    params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+    data = urllib.parse.urlencode(params).encode()
     request = urllib.request.Request(f"{base_url}/api/v1/query", data=data, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

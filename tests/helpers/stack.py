@@ -37,9 +37,9 @@ class PrometheusAPI:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """Instant query; the result vector (empty when there is no data). Raises on a bad query."""
-        result = query(self.base_url, expr, self.timeout)
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query (now, or at Unix time ``at``); the result vector. Raises on a bad query."""
+        result = query(self.base_url, expr, self.timeout, at=at)
         if not result.ok:
             raise AssertionError(f"query failed ({result.error}): {expr}")
         data = result.body["data"]["result"]
@@ -101,21 +101,24 @@ def running_demo(
     *,
     interval: float = 1.0,
     alert_for_cap: float | None = 1.0,
+    network_replicas: int = 1,
     **overrides: Any,
 ) -> Iterator[Demo]:
     """The full demo on free loopback ports with 1 s scrape/evaluation; always stopped on exit.
 
     ``alert_for_cap`` shortens rules' ``for:`` in the demo's rule copies (the committed rules and
-    their promtool tests keep production values); alerts go to ``webhook_url``.
+    their promtool tests keep production values); alerts go to ``webhook_url``. With
+    ``network_replicas`` > 1 more network exporters read the same store, scraped by the same job.
     """
     require_binaries()
-    miner, validator, network, prom, am, registrar = free_ports(6)
+    miner, validator, network, prom, am, registrar, *replicas = free_ports(5 + max(1, network_replicas))
     config = DemoConfig(
         directory=directory,
         miner_address=("127.0.0.1", miner),
         validator_address=("127.0.0.1", validator),
         network_address=("127.0.0.1", network),
         registrar_address=("127.0.0.1", registrar),
+        network_replica_addresses=[("127.0.0.1", port) for port in replicas],
         prometheus_address=("127.0.0.1", prom),
         alertmanager_address=("127.0.0.1", am),
         require_prometheus=True,
