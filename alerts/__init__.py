@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts import exporter, gpu, miner, network, validator
+from alerts import chain, exporter, gpu, miner, network, validator
 from alerts.builder import GRAFANA_URL, Alert, Area, to_yaml
 
-AREA_MODULES = (exporter, gpu, miner, validator, network)
+AREA_MODULES = (exporter, gpu, miner, validator, network, chain)
 
 
 def areas() -> list[Area]:

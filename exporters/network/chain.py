@@ -93,6 +93,7 @@ class ChainView:
     neurons: tuple[Neuron, ...]
     fetched_at: float
     name: str = ""
+    miner_positions: Mapping[int, int] = field(default_factory=dict)
 
     def immune(self, neuron: Neuron) -> bool:
         """Still inside the immunity period (cannot be pruned for a newer registration)."""
@@ -206,7 +207,20 @@ def decode_view(
             log.warning("chain: uid %d of netuid %d did not decode (%s); skipped", uid, netuid, exc)
     name = graph.get("name")
     text = bytes(int(b) for b in name).decode("utf-8", "replace") if isinstance(name, list) else ""
-    return ChainView(netuid, block, tempo, immunity, tuple(neurons), fetched_at, text), errors
+    view = ChainView(
+        netuid, block, tempo, immunity, tuple(neurons), fetched_at, text, miner_positions(neurons)
+    )
+    return view, errors
+
+
+def miner_positions(neurons: Sequence[Neuron]) -> dict[int, int]:
+    """uid -> 1-based place by incentive among uids without a validator permit (ties share a place)."""
+    miners = sorted((n for n in neurons if not n.validator_permit), key=lambda n: -n.incentive)
+    places: dict[int, int] = {}
+    for index, neuron in enumerate(miners):
+        tied = index and miners[index - 1].incentive == neuron.incentive
+        places[neuron.uid] = places[miners[index - 1].uid] if tied else index + 1
+    return places
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -435,6 +449,12 @@ _PER_UID: tuple[tuple[str, str, Callable[[ChainView, Neuron], float]], ...] = (
         "neuron_immune",
         "1 while the uid is inside the subnet's immunity period (cannot be pruned).",
         lambda v, n: float(v.immune(n)),
+    ),
+    (
+        "neuron_miner_position",
+        "1-based place of the uid by incentive among uids without a validator permit (ties share a "
+        "place; 0 for validators).",
+        lambda v, n: v.miner_positions.get(n.uid, 0),
     ),
     (
         "neuron_axon_version",
