@@ -122,6 +122,12 @@ def test_every_uid_is_read_through_the_sdk_in_a_fixed_number_of_requests(chain):
     )
     assert m[info] == 1.0
     assert m[("opencompute_chain_up", ())] == 1.0
+    # Place by incentive among uids without a permit: uid 3 earns most; the validator has none.
+    places = {
+        uid: m[("opencompute_chain_neuron_miner_position", _uid(uid, neurons[uid].hotkey))]
+        for uid in range(4)
+    }
+    assert places == {0: 0, 1: 3, 2: 2, 3: 1}
     # A later refresh (connected): one block-pinned snapshot with one runtime call, one value and
     # one map read; nothing per uid.
     chain.calls.clear()
