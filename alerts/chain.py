@@ -98,8 +98,8 @@ def alerts() -> list[Alert]:
             summary="One of our neurons is next in line for deregistration.",
             description=(
                 "Uid {{ $labels.uid }} (hotkey {{ $labels.hotkey }}) has the lowest pruning score "
-                "({{ $value | printf \"%.3f\" }}) among the subnet's non-immune neurons (ties included): the next "
-                "registration on the subnet takes its slot."
+                '({{ $value | printf "%.3f" }}) among the subnet\'s non-immune neurons (ties included): '
+                "the next registration on the subnet takes its slot."
             ),
             dashboard_uid=uids.SUBNET_CHAIN,
         ),

@@ -201,7 +201,7 @@ def _chain() -> hs.Row:
         "On chain",
         [
             hs.timeseries(
-                "Blocks since weights were set",
+                "This validator: blocks since weights were set",
                 "none",
                 [hs.target(q.VALIDATOR_CHAIN_WEIGHTS_LAG, legend)],
                 description="From the network exporter's chain view. The red line is the "
@@ -210,7 +210,7 @@ def _chain() -> hs.Row:
                 thresholds=hs.steps(("green", None), ("red", thresholds.CHAIN_WEIGHTS_STALE_BLOCKS)),
             ),
             hs.timeseries(
-                "Validator trust and dividends",
+                "This validator: validator trust and dividends",
                 "percentunit",
                 [
                     hs.target(q.VALIDATOR_CHAIN_VALIDATOR_TRUST, "vtrust {{hotkey}}"),
@@ -221,7 +221,7 @@ def _chain() -> hs.Row:
                 max_value=1,
             ),
             hs.timeseries(
-                "Emission per epoch (alpha)",
+                "This validator: emission per epoch (alpha)",
                 "none",
                 [hs.target(q.VALIDATOR_CHAIN_EMISSION, legend)],
                 description="Alpha this validator's uid received in the last epoch.",

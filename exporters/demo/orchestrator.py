@@ -210,7 +210,7 @@ class Demo:
         cfg, env = self.config, self._exporter_env()
         specs = {
             "network": (
-                [sys.executable, "-m", "exporters", "network", *self.network_args()],
+                [sys.executable, "-m", "exporters.demo.simchain", *self.network_args()],
                 cfg.network_address,
             ),
             "validator": (
@@ -318,7 +318,25 @@ class Demo:
             f"--network.penalty-authority={_ss58(self.subnet.penalizing_validator_uri)}",
             f"--network.validator-refresh-interval={refresh}",
             f"--network.miner-refresh-interval={refresh}",
+            # The simulated chain (exporters.demo.simchain) moves emissions every epoch (60 blocks).
+            f"--network.chain-refresh-interval={refresh}",
+            *self.ours_args(),
         ]
+
+    def ours_args(self) -> list[str]:
+        """Our hotkeys for the chain view: our miner and the best-staked permitted validator, plus
+        every hotkey of our miner's simulated coldkey (read from the simulated chain)."""
+        from exporters.demo.simchain import coldkey_of
+
+        assert self.subnet is not None
+        ours = [self.subnet.our_miner_hotkey]
+        if self.subnet.network is None:
+            return [f"--network.our-hotkeys={ours[0]}"]
+        neurons = self.subnet.network.chain.neurons
+        permitted = sorted((n.stake, hk) for hk, n in neurons.items() if n.permit)
+        ours += [permitted[-1][1]] if permitted else []
+        coldkey = coldkey_of(neurons[self.subnet.our_miner_hotkey].uid)
+        return [f"--network.our-hotkeys={','.join(ours)}", f"--network.our-coldkeys={coldkey}"]
 
     # ------------------------------------------------------------------ Prometheus + Alertmanager
 
