@@ -445,7 +445,16 @@ class FakeNeuron:
 
 def metagraph_record(chain: FakeSubstrate, netuid: int, neurons: list[FakeNeuron], **subnet: Any) -> dict:
     """``SubnetInfoRuntimeApi.get_metagraph(netuid)`` as the transport decodes it, at ``chain.block``."""
+    zero_fields = (
+        "subnet_emission alpha_out alpha_out_emission alpha_in_emission tao_in_emission "
+        "pending_alpha_emission pending_root_emission subnet_volume rho kappa min_allowed_weights "
+        "max_weights_limit weights_version weights_rate_limit activity_cutoff max_validators burn "
+        "difficulty min_difficulty max_difficulty min_burn max_burn adjustment_alpha adjustment_interval "
+        "target_regs_per_interval max_regs_per_block serving_rate_limit commit_reveal_period alpha_high "
+        "alpha_low bonds_moving_avg"
+    ).split()
     record: dict[str, Any] = {
+        **dict.fromkeys(zero_fields, 0),
         "netuid": netuid,
         "name": list(subnet.get("name", "compute").encode()),
         "symbol": list("\u03ba".encode()),
@@ -463,6 +472,10 @@ def metagraph_record(chain: FakeSubstrate, netuid: int, neurons: list[FakeNeuron
         "moving_price": {"bits": 2**32},
         "alpha_in": 10**18,
         "tao_in": 10**17,
+        "registration_allowed": True,
+        "pow_registration_allowed": False,
+        "commit_reveal_weights_enabled": True,
+        "liquid_alpha_enabled": False,
     }
     columns = {
         "hotkeys": [n.hotkey for n in neurons],
@@ -499,21 +512,33 @@ def _axon_record(axon: Any) -> Any:
     return axon
 
 
-def install_subnet(chain: FakeSubstrate, netuid: int, neurons: list[FakeNeuron], **subnet: Any) -> None:
+def install_subnet(
+    chain: FakeSubstrate, netuid: int, neurons: list[FakeNeuron], *, scale: bool = True, **subnet: Any
+) -> None:
     """Make the fake answer the subnet's reads for ``neurons`` (uid = list index), as the pallet stores them.
 
-    The runtime call is computed when called, so a test may change ``neurons`` or ``chain.block``
-    between reads. Owned hotkeys and registrations are written the way the pallet keeps them.
+    With ``scale`` (the default) every answer is SCALE-encoded with subtensor's type layout and
+    decoded by bittensor's own codec (:mod:`fakes.subtensor_scale`), so readers get exactly the
+    shapes the real transport produces; ``scale=False`` hands the values over as written, for
+    tests of records the decoder would never produce. The runtime call is computed when called,
+    so a test may change ``neurons`` or ``chain.block`` between reads. Owned hotkeys and
+    registrations are written the way the pallet keeps them.
     """
+    from fakes.subtensor_scale import SCALE
+
+    def wire(type_id: int, value: Any) -> Any:
+        return SCALE.round_trip(type_id, value) if scale else value
+
     previous = chain.runtime_calls.get(("SubnetInfoRuntimeApi", "get_metagraph"))
 
     def get_metagraph(params: list) -> Any:
         if params == [netuid]:
-            return metagraph_record(chain, netuid, neurons, **subnet)
+            return wire(SCALE.option_metagraph, metagraph_record(chain, netuid, neurons, **subnet))
         return previous(params) if callable(previous) else None
 
     chain.runtime_calls[("SubnetInfoRuntimeApi", "get_metagraph")] = get_metagraph
-    chain.set_storage("SubtensorModule", "ValidatorTrust", [netuid], [n.validator_trust for n in neurons])
+    vtrust = [n.validator_trust for n in neurons]
+    chain.set_storage("SubtensorModule", "ValidatorTrust", [netuid], wire(SCALE.u16_vec, vtrust))
     chain.storage[("SubtensorModule", "Prometheus")] = {
         key: value
         for key, value in chain.storage.get(("SubtensorModule", "Prometheus"), {}).items()
