@@ -4,11 +4,13 @@ Usage: ``.venv/bin/python benchmarks/bench_chain.py [--uids 256] [--repeat 30]``
 
 One refresh = bittensor 11's ``Subtensor`` -> block-pinned snapshot -> the metagraph runtime
 call, the ``ValidatorTrust`` value, the ``Prometheus`` map and (with our coldkeys) the
-``OwnedHotkeys`` batch, answered by the in-memory ``Substrate`` fake of ``tests/fakes``, then
-decoding every uid and swapping the view. CPU is the whole process's (``time.process_time``: the
-reader's worker thread and bittensor's event-loop thread included). Not measured: network wait
-and the transport's SCALE decoding of the response (Rust, in ``bittensor_core``), which the fake
-replaces with already-decoded values. Budget: <= 100 ms CPU per refresh at 256 uids.
+``OwnedHotkeys`` batch, answered by the in-memory ``Substrate`` fake of ``tests/fakes`` (which
+SCALE-encodes each answer with subtensor's type layout and decodes it with bittensor's own
+``RuntimeCodec``, as the real transport decodes a node's answer), then decoding every uid and
+swapping the view. CPU is the whole process's (``time.process_time``: the reader's worker thread
+and bittensor's event-loop thread included), so it also counts the fake's encoding, which the
+node does in production: an overestimate. Not measured: network wait. Budget: <= 100 ms CPU per
+refresh at 256 uids.
 """
 
 from __future__ import annotations

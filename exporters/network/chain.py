@@ -262,6 +262,8 @@ class ChainClient:
             )
         except ChainReadError:
             raise
+        except (ValueError, TypeError, KeyError) as exc:  # the transport could not decode an answer
+            raise ChainReadError("decode", f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             self.reset()
             raise ChainReadError("unavailable", f"{type(exc).__name__}: {exc}") from exc

@@ -323,3 +323,34 @@ def _resolve(argv: list[str]) -> dict:
     parser = argparse.ArgumentParser()
     flagset.install(parser)
     return flagset.resolve(parser.parse_args(argv), environ={})
+
+
+def test_an_answer_the_transport_cannot_decode_is_reason_decode(chain):
+    install_subnet(chain, NETUID, _neurons(2))
+    reader = _reader(chain)
+    assert reader.refresh()
+    chain.fail("query_map", ValueError("unexpected end of input decoding PrometheusInfo"))
+    assert not reader.refresh()
+    m = _scrape(reader)
+    assert m[("opencompute_chain_read_failures_total", (("reason", "decode"),))] == 1
+    assert m[("opencompute_chain_neurons", ())] == 2
+
+
+def test_the_fake_speaks_scale_as_the_chain_writes_it():
+    from fakes.subtensor_scale import SCALE, compact
+
+    record = {"block": 1, "version": 190, "ip": 3405803781, "port": 9100, "ip_type": 4}
+    expected = (
+        (1).to_bytes(8, "little")
+        + (190).to_bytes(4, "little")
+        + (3405803781).to_bytes(16, "little")
+        + (9100).to_bytes(2, "little")
+        + bytes([4])
+    )
+    assert SCALE.encode(SCALE.prometheus_info, record) == expected
+    assert compact(1) == b"\x04" and compact(65535) == b"\xfe\xff\x03\x00"
+    assert SCALE.encode(SCALE.u16_vec, [1, 65535]) == b"\x08\x01\x00\xff\xff"
+    hotkey = ss58("//hk0")
+    assert SCALE.round_trip(SCALE.account_vec, [hotkey]) == [hotkey]  # AccountId32 -> ss58, as decoded
+    with pytest.raises(ValueError):
+        SCALE.codec.decode(f"scale_info::{SCALE.prometheus_info}", expected[:-3])
