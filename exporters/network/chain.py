@@ -25,6 +25,7 @@ the two histories never mix. ::
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import threading
@@ -103,16 +104,21 @@ class ChainView:
 # --- decoding (the shapes bittensor's transport hands back for the runtime's Metagraph) ----------
 
 
+def _at(column: Sequence[Any], uid: int) -> Any:
+    """The uid's entry of a per-uid column, None past its end (bittensor pads short columns too)."""
+    return column[uid] if uid < len(column) else None
+
+
 def _score(column: Sequence[Any], uid: int) -> float:
     """A PerU16 score (raw u16 / 65535), as bittensor's ``ratio_fraction("PerU16", raw)``."""
-    raw = int(column[uid]) if uid < len(column) else 0
+    raw = int(_at(column, uid) or 0)
     if not 0 <= raw <= U16_MAX:
         raise ValueError(f"score {raw} out of u16 range")
     return raw / U16_MAX
 
 
 def _int(column: Sequence[Any], uid: int) -> int:
-    value = int(column[uid]) if uid < len(column) else 0
+    value = int(_at(column, uid) or 0)
     if value < 0:
         raise ValueError(f"negative value {value}")
     return value
@@ -148,31 +154,29 @@ def decode_neuron(
     hotkey = graph["hotkeys"][uid]
     if not isinstance(hotkey, str) or not hotkey:
         raise TypeError(f"uid {uid}: hotkey is {hotkey!r}")
-    coldkeys = _column(graph, "coldkeys")
-    ip, port, axon_version = _axon(
-        _column(graph, "axons")[uid] if uid < len(_column(graph, "axons")) else None
-    )
+
+    def col(key: str) -> Sequence[Any]:
+        return _column(graph, key)
+
+    ip, port, axon_version = _axon(_at(col("axons"), uid))
     record = prometheus.get(hotkey)
-    flags = {key: _column(graph, key) for key in ("active", "validator_permit")}
     return Neuron(
         uid=uid,
         hotkey=hotkey,
-        coldkey=str(coldkeys[uid]) if uid < len(coldkeys) else "",
-        active=bool(flags["active"][uid]) if uid < len(flags["active"]) else False,
-        validator_permit=bool(flags["validator_permit"][uid])
-        if uid < len(flags["validator_permit"])
-        else False,
-        stake_alpha=_int(_column(graph, "total_stake"), uid) / RAO_PER_ALPHA,
-        rank=_score(_column(graph, "rank"), uid),
-        trust=_score(_column(graph, "trust"), uid),
-        consensus=_score(_column(graph, "consensus"), uid),
-        incentive=_score(_column(graph, "incentives"), uid),
-        dividends=_score(_column(graph, "dividends"), uid),
+        coldkey=str(_at(col("coldkeys"), uid) or ""),
+        active=bool(_at(col("active"), uid)),
+        validator_permit=bool(_at(col("validator_permit"), uid)),
+        stake_alpha=_int(col("total_stake"), uid) / RAO_PER_ALPHA,
+        rank=_score(col("rank"), uid),
+        trust=_score(col("trust"), uid),
+        consensus=_score(col("consensus"), uid),
+        incentive=_score(col("incentives"), uid),
+        dividends=_score(col("dividends"), uid),
         validator_trust=_score(validator_trust, uid),
-        pruning_score=_score(_column(graph, "pruning_score"), uid),
-        emission_alpha=_int(_column(graph, "emission"), uid) / RAO_PER_ALPHA,
-        last_update=_int(_column(graph, "last_update"), uid),
-        registered_at=_int(_column(graph, "block_at_registration"), uid),
+        pruning_score=_score(col("pruning_score"), uid),
+        emission_alpha=_int(col("emission"), uid) / RAO_PER_ALPHA,
+        last_update=_int(col("last_update"), uid),
+        registered_at=_int(col("block_at_registration"), uid),
         axon_ip=ip,
         axon_port=port,
         axon_version=axon_version,
@@ -227,55 +231,86 @@ def miner_positions(neurons: Sequence[Neuron]) -> dict[int, int]:
 
 
 class ChainClient:
-    """The four reads of one refresh through bittensor 11, pinned to one block.
+    """The four reads of one refresh through bittensor 11's async ``Client``, pinned to one block.
 
-    ``substrate`` lets tests drive the real SDK (``Subtensor`` -> ``SyncSnapshot`` -> reads)
-    over an in-memory ``bittensor.Substrate``. bittensor is imported on first use (0.7 s).
+    The client lives on a private event loop thread; each read runs under ``asyncio.wait_for``, so
+    an endpoint that accepts the connection and never answers is cancelled after ``timeout`` (the
+    connection is then dropped and reopened on the next read) instead of holding a thread forever.
+    ``substrate`` lets tests drive the real SDK over an in-memory ``bittensor.Substrate``.
+    bittensor is imported on first use (0.7 s).
     """
 
-    def __init__(self, network: str = "finney", endpoint: str | None = None, substrate: Any = None) -> None:
+    def __init__(
+        self,
+        network: str = "finney",
+        endpoint: str | None = None,
+        substrate: Any = None,
+        timeout: float = 30.0,
+    ) -> None:
         self._target = endpoint or network
         self._substrate = substrate
+        self.timeout = timeout
         self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _connect(self) -> Any:
+    def _run(self, coro: Any, timeout: float) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="chain-client", daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self._loop).result()
+
+    async def _connected(self) -> Any:
         if self._client is None:
             import bittensor as bt
 
-            self._client = bt.Subtensor(self._target, substrate=self._substrate)
+            client = bt.Client(self._target, substrate=self._substrate)
+            await client.connect()
+            self._client = client
         return self._client
 
-    def read(self, netuid: int, coldkeys: Sequence[str]) -> tuple[Any, Any, Any, list[Any]]:
-        """(metagraph record, validator trust, Prometheus rows, owned hotkeys per coldkey)."""
+    async def _read(self, netuid: int, coldkeys: Sequence[str]) -> tuple[Any, Any, Any, list[Any]]:
         from bittensor._generated.runtime_apis import SubnetInfoRuntimeApi
         from bittensor._generated.storage import SubtensorModule
 
+        snap = await (await self._connected()).at()
+        graph = await snap.runtime(SubnetInfoRuntimeApi.get_metagraph, [netuid])
+        if not isinstance(graph, Mapping):
+            raise ChainReadError("no_subnet", f"subnet {netuid} does not exist on {self._target}")
+        vtrust = await snap.query(SubtensorModule.ValidatorTrust, [netuid])
+        prometheus = await snap.query_map(SubtensorModule.Prometheus, [netuid])
+        owned = (
+            await snap.query_batch(SubtensorModule.OwnedHotkeys, [[ck] for ck in coldkeys])
+            if coldkeys
+            else []
+        )
+        return graph, vtrust, prometheus, list(owned or [])
+
+    def read(self, netuid: int, coldkeys: Sequence[str]) -> tuple[Any, Any, Any, list[Any]]:
+        """(metagraph record, validator trust, Prometheus rows, owned hotkeys per coldkey)."""
         try:
-            snap = self._connect().at()
-            graph = snap.runtime(SubnetInfoRuntimeApi.get_metagraph, [netuid])
-            if not isinstance(graph, Mapping):
-                raise ChainReadError("no_subnet", f"subnet {netuid} does not exist on {self._target}")
-            vtrust = snap.query(SubtensorModule.ValidatorTrust, [netuid])
-            prometheus = snap.query_map(SubtensorModule.Prometheus, [netuid])
-            owned = (
-                snap.query_batch(SubtensorModule.OwnedHotkeys, [[ck] for ck in coldkeys]) if coldkeys else []
-            )
+            return self._run(self._read(netuid, coldkeys), self.timeout)
         except ChainReadError:
             raise
+        except TimeoutError as exc:
+            self.reset()
+            raise ChainReadError(
+                "timeout", f"no answer from {self._target} within {self.timeout:g}s"
+            ) from exc
         except (ValueError, TypeError, KeyError) as exc:  # the transport could not decode an answer
             raise ChainReadError("decode", f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             self.reset()
             raise ChainReadError("unavailable", f"{type(exc).__name__}: {exc}") from exc
-        return graph, vtrust, prometheus, list(owned or [])
 
     def reset(self) -> None:
+        """Drop the connection; the next read reconnects."""
         client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                log.debug("closing the subtensor client failed", exc_info=True)
+        if client is None:
+            return
+        try:
+            self._run(client.close(), 5.0)
+        except Exception:
+            log.debug("closing the bittensor client failed", exc_info=True)
 
 
 @dataclass
@@ -602,10 +637,14 @@ def chain_client(values: Mapping[str, Any]) -> ChainClient | None:
 
 def build_reader(values: Mapping[str, Any], ours: OurHotkeys, client: Any) -> ChainReader:
     """The reader over ``client`` (a :class:`ChainClient`, or the demo's simulated chain)."""
+    timeout = float(values.get("network_chain_timeout") or 30.0)
+    if isinstance(client, ChainClient):
+        client.timeout = timeout
     return ChainReader(
         client,
         int(values.get("netuid", 27)),
-        timeout=float(values.get("network_chain_timeout") or 30.0),
+        # The reader's own deadline is the backstop for clients without one (the demo's chain).
+        timeout=timeout + 5.0,
         our_coldkeys=values.get("network_our_coldkeys") or (),
         ours=ours,
     )

@@ -217,17 +217,38 @@ def test_a_missing_subnet_is_a_bounded_reason_not_an_empty_view(chain):
     assert ("opencompute_chain_neurons", ()) not in m
 
 
-def test_a_hanging_chain_times_out_then_reports_busy_instead_of_piling_up_reads(chain):
+def test_a_chain_that_never_answers_is_cancelled_and_the_next_read_reconnects(chain):
     install_subnet(chain, NETUID, _neurons(2))
     chain.fail("runtime_call", HANG)
-    reader = _reader(chain, timeout=0.3)
+    reader = ChainReader(ChainClient("finney", substrate=chain, timeout=0.3), NETUID, timeout=10)
     started = time.monotonic()
     assert not reader.refresh()
     assert time.monotonic() - started < 5
-    assert not reader.refresh()
     m = _scrape(reader)
     assert m[("opencompute_chain_read_failures_total", (("reason", "timeout"),))] == 1
-    assert m[("opencompute_chain_read_failures_total", (("reason", "busy"),))] == 1
+    assert reader.refresh()  # the hung read was cancelled, not left holding a thread
+    assert chain.closes == 1 and chain.connects == 2
+
+
+def test_a_client_stuck_past_the_readers_deadline_is_reported_busy_not_stacked():
+    import threading
+
+    release = threading.Event()
+
+    class Stuck:
+        calls = 0
+
+        def read(self, netuid, coldkeys):
+            Stuck.calls += 1
+            release.wait(10)
+            raise ConnectionError("gave up")
+
+    reader = ChainReader(Stuck(), NETUID, timeout=0.2)
+    assert not reader.refresh()
+    assert not reader.refresh()
+    release.set()
+    status = reader.snapshot()[1]
+    assert (status.failures["timeout"], status.failures["busy"], Stuck.calls) == (1, 1, 1)
 
 
 def test_a_new_hotkey_on_an_old_uid_is_a_new_series_never_a_continuation(chain):
