@@ -109,7 +109,7 @@ def measure(uids: int, repeat: int) -> None:
         f"  chain requests per refresh: {sorted(set(requests))} besides block-hash lookups; "
         f"by method {per_method}"
     )
-    print("  (block_hash: the snapshot resolves its block's hash per read; the RPC transport caches it)")
+    print("  (block_hash: one per read for the pinned block; cached by the transport once finalized)")
     print(f"  scrape CPU   median {statistics.median(scrape):6.1f}  ({samples} samples, {len(body)} bytes)")
     verdict = "within" if statistics.median(cpu) <= BUDGET_MS else "OVER"
     print(f"  -> median refresh CPU {verdict} the {BUDGET_MS:.0f} ms budget")
