@@ -25,8 +25,6 @@ the two histories never mix. ::
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
 import threading
 import time
@@ -135,6 +133,8 @@ def _axon(axon: Any) -> tuple[str, int, int]:
     port = int(axon.get("port") or 0)
     if not ip:
         return "", port, version
+    import ipaddress
+
     kind = ipaddress.IPv6Address if int(axon.get("ip_type") or 4) == 6 else ipaddress.IPv4Address
     return str(kind(ip)), port, version
 
@@ -251,9 +251,11 @@ class ChainClient:
         self._substrate = substrate
         self.timeout = timeout
         self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None  # an asyncio loop; asyncio is imported on first use (keeps --help fast)
 
     def _run(self, coro: Any, timeout: float) -> Any:
+        import asyncio
+
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             threading.Thread(target=self._loop.run_forever, name="chain-client", daemon=True).start()
