@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts import exporter, gpu, miner, network, validator, workload
+from alerts import chain, exporter, gpu, miner, network, validator, workload
 from alerts.builder import GRAFANA_URL, RUNBOOK_URL, Alert, Area, to_yaml
 
-AREA_MODULES = (exporter, gpu, miner, validator, network, workload)
+AREA_MODULES = (exporter, gpu, miner, validator, network, workload, chain)
 
 
 def areas() -> list[Area]:

@@ -114,6 +114,32 @@ DEGRADED_TRUST_SOURCES: tuple[str, ...] = ("none",)
 TRUST_DEGRADED_FOR = "10m"
 
 
+# --- The chain (network exporter's chain collector, exporters/network/chain.py) ------------
+# The chain view is re-read every 5 minutes (--network.chain-refresh-interval); six missed reads
+# make it stale. The "ours" chain alerts only judge absence against a view at most this old.
+CHAIN_STALE_SECONDS = 30 * 60
+CHAIN_STALE_FOR = "10m"
+# A hotkey counts as deregistered when it is missing from a fresh view but was registered
+# within this lookback (so hotkeys of a coldkey that were never on the subnet do not alert).
+# The alert resolves after this long: deregistration is final, and the runbook says what to do.
+CHAIN_DEREGISTERED_LOOKBACK = "1d"
+CHAIN_DEREGISTERED_FOR = "5m"
+# A hotkey seen on two uids within this window has been deregistered and registered again.
+CHAIN_UID_CHANGE_WINDOW = "1h"
+# Pruning scores move once per epoch (a tempo: 360 blocks, ~72 min).
+CHAIN_NEXT_TO_PRUNE_FOR = "30m"
+# The original validator sets weights about every 100-150 blocks (weights_rate_limit 100 plus a
+# proof-of-GPU round); two tempos without a weight-set means several rounds were missed, well
+# before the chain's activity cutoff (5000 blocks on SN27) marks the validator inactive.
+CHAIN_WEIGHTS_STALE_BLOCKS = 720
+CHAIN_WEIGHTS_STALE_FOR = "15m"
+# A permit or emission lost counts against the best value within this lookback.
+CHAIN_LOST_LOOKBACK = "1d"
+CHAIN_PERMIT_LOST_FOR = "10m"
+# Emission is paid per epoch (~72 min); zero over most of one epoch is not a blip.
+CHAIN_EMISSION_ZERO_FOR = "30m"
+
+
 def regex_of(values: tuple[object, ...]) -> str:
     """``(48, 63)`` -> ``48|63``: a label-matcher regex for a fixed set of values."""
     return "|".join(str(v) for v in values)

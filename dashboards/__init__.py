@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "dashboards.validator_pog",
     "dashboards.network",
     "dashboards.exporter_health",
+    "dashboards.subnet_chain",
 )
 
 

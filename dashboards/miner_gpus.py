@@ -340,6 +340,45 @@ def _inventory() -> hs.Row:
     )
 
 
+def _chain() -> hs.Row:
+    """This miner's hotkeys on chain (from the network exporter's chain collector, any job)."""
+    legend = "{{hotkey}} (uid {{uid}})"
+    return hs.Row(
+        "On chain",
+        [
+            hs.timeseries(
+                "Emission per epoch (alpha)",
+                "none",
+                [hs.target(q.MINER_CHAIN_EMISSION, legend)],
+                description="Alpha this miner's uid received in the last epoch, from the network exporter's "
+                "chain view. Details on the Subnet chain dashboard.",
+                min_value=0,
+            ),
+            hs.timeseries(
+                "Incentive",
+                "percentunit",
+                [hs.target(q.MINER_CHAIN_INCENTIVE, legend)],
+                description="This miner's share of the miner emission.",
+                min_value=0,
+            ),
+            hs.timeseries(
+                "Place among miners",
+                "short",
+                [hs.target(q.MINER_CHAIN_POSITION, legend)],
+                description="Place by incentive among uids without a validator permit (1 = highest).",
+                min_value=1,
+            ),
+            hs.timeseries(
+                "Pruning score",
+                "percentunit",
+                [hs.target(q.MINER_CHAIN_PRUNING_SCORE, legend)],
+                description="The lowest non-immune pruning score is replaced at the next registration.",
+                min_value=0,
+            ),
+        ],
+    )
+
+
 def build() -> core.Dashboard:
     """The Miner GPUs dashboard."""
     return hs.dashboard(
@@ -353,5 +392,14 @@ def build() -> core.Dashboard:
             hs.instance_variable(q.VAR_MINER_INSTANCE),
             hs.query_variable("gpu", "GPU", q.VAR_MINER_GPU),
         ],
-        rows=[_overview(), _utilization(), _workloads(), _thermals(), _throttling(), _errors(), _inventory()],
+        rows=[
+            _overview(),
+            _utilization(),
+            _workloads(),
+            _thermals(),
+            _throttling(),
+            _errors(),
+            _inventory(),
+            _chain(),
+        ],
     )

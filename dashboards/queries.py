@@ -296,6 +296,92 @@ EXPORTER_REGISTRAR_ADDRESS = f"opencompute_registrar_onchain_address_info{{{_TAR
 EXPORTER_REGISTRAR_PORT = f"opencompute_registrar_onchain_port{{{_TARGET}}}"
 
 
+# --- Subnet / chain (the network exporter's chain collector) -----------------------------------
+# "Ours" = hotkeys the network exporter declares (opencompute_network_our_hotkey_info), de-duplicated
+# across replicas; per-uid chain series are reduced to (hotkey, uid) first for the same reason.
+_OURS_DECLARED = f"max by (hotkey) (opencompute_network_our_hotkey_info{{{_TARGET}}})"
+_CHAIN_HOTKEY = _TARGET + ',hotkey=~"$hotkey"'
+
+
+def _our_chain(metric: str) -> str:
+    return f"max by (hotkey, uid) ({metric}{{{_CHAIN_HOTKEY}}}) * on (hotkey) group_left () {_OURS_DECLARED}"
+
+
+def _chain_of_identity(metric: str, role: str) -> str:
+    """A chain series (from any network exporter) for the hotkeys of the miner/validator dashboard's
+    selected instances: the ``$job``/``$instance`` matchers sit on the identity side of the join."""
+    identity = f'opencompute_identity_info{{role="{role}",{_TARGET},hotkey=~"$hotkey"}}'
+    return f"max by (hotkey, uid) ({metric}) * on (hotkey) group_left () max by (hotkey) ({identity})"
+
+
+VAR_CHAIN_HOTKEY = f"label_values(opencompute_chain_neuron_info{{{_TARGET}}}, hotkey)"
+CHAIN_BLOCK = f"max(opencompute_chain_block{{{_TARGET}}})"
+CHAIN_TEMPO = f"max(opencompute_chain_tempo_blocks{{{_TARGET}}})"
+CHAIN_IMMUNITY_PERIOD = f"max(opencompute_chain_immunity_period_blocks{{{_TARGET}}})"
+CHAIN_NEURONS = f"max(opencompute_chain_neurons{{{_TARGET}}})"
+CHAIN_VIEW_AGE = f"time() - max(opencompute_chain_last_success_timestamp_seconds{{{_TARGET}}})"
+CHAIN_OURS_REGISTERED = (
+    f"count(max by (hotkey) (opencompute_chain_neuron_info{{{_TARGET}}}) "
+    f"* on (hotkey) group_left () {_OURS_DECLARED}) or vector(0)"
+)
+CHAIN_READ_FAILURES = (
+    f"sum by (reason) (increase(opencompute_chain_read_failures_total{{{_TARGET}}}[{_RATE}]))"
+)
+CHAIN_DECODE_ERRORS = f"sum(increase(opencompute_chain_neuron_decode_errors_total{{{_TARGET}}}[{_RATE}]))"
+CHAIN_OUR_EMISSION = _our_chain("opencompute_chain_neuron_epoch_emission_alpha")
+CHAIN_OUR_INCENTIVE = _our_chain("opencompute_chain_neuron_incentive_ratio")
+CHAIN_OUR_TRUST = _our_chain("opencompute_chain_neuron_trust_ratio")
+CHAIN_OUR_CONSENSUS = _our_chain("opencompute_chain_neuron_consensus_ratio")
+CHAIN_OUR_MINER_POSITION = f"({_our_chain('opencompute_chain_neuron_miner_position')}) > 0"
+CHAIN_OUR_STAKE = _our_chain("opencompute_chain_neuron_stake_alpha")
+CHAIN_OUR_PRUNING_SCORE = _our_chain("opencompute_chain_neuron_pruning_score_ratio")
+CHAIN_OUR_IMMUNE = _our_chain("opencompute_chain_neuron_immune")
+CHAIN_OUR_VALIDATOR_TRUST = (
+    f"({_our_chain('opencompute_chain_neuron_validator_trust_ratio')}) "
+    f"and on (hotkey, uid) max by (hotkey, uid) (opencompute_chain_neuron_validator_permit{{{_TARGET}}} == 1)"
+)
+CHAIN_OUR_WEIGHTS_LAG = (
+    f"({_our_chain('opencompute_chain_neuron_blocks_since_last_update')}) "
+    f"and on (hotkey, uid) max by (hotkey, uid) (opencompute_chain_neuron_validator_permit{{{_TARGET}}} == 1)"
+)
+CHAIN_TOP_EMISSION = (
+    f"topk(10, max by (uid, hotkey) (opencompute_chain_neuron_epoch_emission_alpha{{{_TARGET}}}))"
+)
+CHAIN_SUBNET_EMISSION = (
+    f"sum(max by (uid, hotkey) (opencompute_chain_neuron_epoch_emission_alpha{{{_TARGET}}}))"
+)
+CHAIN_SUBNET_VALIDATORS = (
+    f"sum(max by (uid, hotkey) (opencompute_chain_neuron_validator_permit{{{_TARGET}}}))"
+)
+CHAIN_SUBNET_IMMUNE = f"sum(max by (uid, hotkey) (opencompute_chain_neuron_immune{{{_TARGET}}}))"
+CHAIN_NEURONS_TABLE = f"max by (uid, hotkey, coldkey) (opencompute_chain_neuron_info{{{_CHAIN_HOTKEY}}})"
+CHAIN_NEURONS_TABLE_STAKE = f"max by (uid, hotkey) (opencompute_chain_neuron_stake_alpha{{{_CHAIN_HOTKEY}}})"
+CHAIN_NEURONS_TABLE_EMISSION = (
+    f"max by (uid, hotkey) (opencompute_chain_neuron_epoch_emission_alpha{{{_CHAIN_HOTKEY}}})"
+)
+CHAIN_NEURONS_TABLE_INCENTIVE = (
+    f"max by (uid, hotkey) (opencompute_chain_neuron_incentive_ratio{{{_CHAIN_HOTKEY}}})"
+)
+CHAIN_NEURONS_TABLE_LAG = (
+    f"max by (uid, hotkey) (opencompute_chain_neuron_blocks_since_last_update{{{_CHAIN_HOTKEY}}})"
+)
+CHAIN_NEURONS_TABLE_PRUNING = (
+    f"max by (uid, hotkey) (opencompute_chain_neuron_pruning_score_ratio{{{_CHAIN_HOTKEY}}})"
+)
+MINER_CHAIN_EMISSION = _chain_of_identity("opencompute_chain_neuron_epoch_emission_alpha", "miner")
+MINER_CHAIN_INCENTIVE = _chain_of_identity("opencompute_chain_neuron_incentive_ratio", "miner")
+MINER_CHAIN_POSITION = f"({_chain_of_identity('opencompute_chain_neuron_miner_position', 'miner')}) > 0"
+MINER_CHAIN_PRUNING_SCORE = _chain_of_identity("opencompute_chain_neuron_pruning_score_ratio", "miner")
+VALIDATOR_CHAIN_WEIGHTS_LAG = _chain_of_identity(
+    "opencompute_chain_neuron_blocks_since_last_update", "validator"
+)
+VALIDATOR_CHAIN_VALIDATOR_TRUST = _chain_of_identity(
+    "opencompute_chain_neuron_validator_trust_ratio", "validator"
+)
+VALIDATOR_CHAIN_DIVIDENDS = _chain_of_identity("opencompute_chain_neuron_dividends_ratio", "validator")
+VALIDATOR_CHAIN_EMISSION = _chain_of_identity("opencompute_chain_neuron_epoch_emission_alpha", "validator")
+
+
 def all_queries() -> dict[str, str]:
     """Every public query constant of this module, by name (the allow-list for panel targets)."""
     return {

@@ -11,5 +11,6 @@ MINER_GPUS = "opencompute-miner-gpus"
 VALIDATOR_POG = "opencompute-validator-pog"
 NETWORK = "opencompute-network"
 EXPORTER_HEALTH = "opencompute-exporter-health"
+SUBNET_CHAIN = "opencompute-subnet-chain"
 
-ALL: tuple[str, ...] = (MINER_GPUS, VALIDATOR_POG, NETWORK, EXPORTER_HEALTH)
+ALL: tuple[str, ...] = (MINER_GPUS, VALIDATOR_POG, NETWORK, EXPORTER_HEALTH, SUBNET_CHAIN)

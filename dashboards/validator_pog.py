@@ -194,6 +194,43 @@ def _allocation() -> hs.Row:
     )
 
 
+def _chain() -> hs.Row:
+    """This validator's hotkey on chain (from the network exporter's chain collector, any job)."""
+    legend = "{{hotkey}} (uid {{uid}})"
+    return hs.Row(
+        "On chain",
+        [
+            hs.timeseries(
+                "This validator: blocks since weights were set",
+                "none",
+                [hs.target(q.VALIDATOR_CHAIN_WEIGHTS_LAG, legend)],
+                description="From the network exporter's chain view. The red line is the "
+                "OpenComputeOwnValidatorWeightsStale threshold.",
+                min_value=0,
+                thresholds=hs.steps(("green", None), ("red", thresholds.CHAIN_WEIGHTS_STALE_BLOCKS)),
+            ),
+            hs.timeseries(
+                "This validator: validator trust and dividends",
+                "percentunit",
+                [
+                    hs.target(q.VALIDATOR_CHAIN_VALIDATOR_TRUST, "vtrust {{hotkey}}"),
+                    hs.target(q.VALIDATOR_CHAIN_DIVIDENDS, "dividends {{hotkey}}"),
+                ],
+                description="This validator's validator trust and its share of validator emission.",
+                min_value=0,
+                max_value=1,
+            ),
+            hs.timeseries(
+                "This validator: emission per epoch (alpha)",
+                "none",
+                [hs.target(q.VALIDATOR_CHAIN_EMISSION, legend)],
+                description="Alpha this validator's uid received in the last epoch.",
+                min_value=0,
+            ),
+        ],
+    )
+
+
 def build() -> core.Dashboard:
     """The Validator PoG dashboard."""
     return hs.dashboard(
@@ -207,5 +244,5 @@ def build() -> core.Dashboard:
             hs.instance_variable(q.VAR_VALIDATOR_INSTANCE),
             hs.query_variable("uid", "Miner uid", q.VAR_VALIDATOR_UID),
         ],
-        rows=[_overview(), _scores(), _freshness(), _challenges(), _allocation()],
+        rows=[_overview(), _scores(), _freshness(), _challenges(), _allocation(), _chain()],
     )

@@ -12,7 +12,7 @@ What :class:`Demo` sets up under one directory (``DemoConfig.directory``):
    ``opencompute-exporter validator`` and ``network`` (via ``python -m exporters``), and the
    miner exporter with SIMULATED GPUs (``python -m exporters.demo.simgpu_miner``) holding the
    hotkey of one simulated miner, so alerts that join on ``hotkey`` light up. A fourth, the
-   registrar loop on a SIMULATED chain (``python -m exporters.demo.simchain``), signing as the
+   registrar loop on a SIMULATED chain (``python -m exporters.demo.simregistrar``), signing as the
    ComputeDb's validator.
 4. When the binaries exist: Prometheus scraping them with the generated alert rules, an
    Alertmanager routing every alert to a webhook receiver that the demo runs itself and that
@@ -243,7 +243,7 @@ class Demo:
         cfg, env = self.config, self._exporter_env()
         specs = {
             "network": (
-                [sys.executable, "-m", "exporters", "network", *self.network_args()],
+                [sys.executable, "-m", "exporters.demo.simchain", *self.network_args()],
                 cfg.network_address,
             ),
             "validator": (
@@ -255,7 +255,7 @@ class Demo:
                 cfg.miner_address,
             ),
             "registrar": (
-                [sys.executable, "-m", "exporters.demo.simchain", *self.registrar_args()],
+                [sys.executable, "-m", "exporters.demo.simregistrar", *self.registrar_args()],
                 cfg.registrar_address,
             ),
         }
@@ -328,7 +328,7 @@ class Demo:
         ]
 
     def registrar_args(self) -> list[str]:
-        """Flags of the registrar loop on its SIMULATED chain (``exporters.demo.simchain``).
+        """Flags of the registrar loop on its SIMULATED chain (``exporters.demo.simregistrar``).
 
         It signs as the ComputeDb's validator and keeps the version the simulated neuron served.
         """
@@ -382,7 +382,25 @@ class Demo:
             f"--network.our-hotkeys={self.subnet.our_miner_hotkey},{_ss58(VALIDATOR_URI)}",
             f"--network.validator-refresh-interval={refresh}",
             f"--network.miner-refresh-interval={refresh}",
+            # The simulated chain (exporters.demo.simchain) moves emissions every epoch (60 blocks).
+            f"--network.chain-refresh-interval={refresh}",
+            *self.ours_args(),
         ]
+
+    def ours_args(self) -> list[str]:
+        """Our hotkeys for the chain view: our miner and the best-staked permitted validator, plus
+        every hotkey of our miner's simulated coldkey (read from the simulated chain)."""
+        from exporters.demo.simchain import coldkey_of
+
+        assert self.subnet is not None
+        ours = [self.subnet.our_miner_hotkey]
+        if self.subnet.network is None:
+            return [f"--network.our-hotkeys={ours[0]}"]
+        neurons = self.subnet.network.chain.neurons
+        permitted = sorted((n.stake, hk) for hk, n in neurons.items() if n.permit)
+        ours += [permitted[-1][1]] if permitted else []
+        coldkey = coldkey_of(neurons[self.subnet.our_miner_hotkey].uid)
+        return [f"--network.our-hotkeys={','.join(ours)}", f"--network.our-coldkeys={coldkey}"]
 
     # ------------------------------------------------------------------ Prometheus + Alertmanager
 

@@ -21,6 +21,7 @@ from exporters.core.config import (
 )
 from exporters.core.identity import store_flags
 from exporters.core.runtime import Exporter, Loop
+from exporters.network.chain import ChainReader, build_reader, chain_client, chain_flags
 from exporters.network.ours import OurHotkeys, OursCollector, our_flags, ss58_list
 from exporters.network.trust import build_resolver, chain_source, trust_flags
 from exporters.network.views import NI_PENALTY_AUTHORITY
@@ -40,6 +41,11 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("ours", True, "the hotkeys declared as yours (--network.our-hotkeys), for alert and dashboard joins."),
     ("attestation", True, "neuron-published vs exporter-signed allocations and GPU specs, per hotkey."),
     ("inputs", True, "store, trust source and runs present; /health is degraded without them."),
+    (
+        "chain",
+        True,
+        "every uid of the subnet from the chain (stake, emission, trust, weights, immunity, axon).",
+    ),
 )
 
 
@@ -50,6 +56,7 @@ def flags() -> FlagSet:
     fs.add(*collector_flags(COLLECTORS))
     fs.add(*store_flags())
     fs.add(*our_flags())
+    fs.add(*chain_flags())
     fs.add(
         *trust_flags("network", DEFAULT_STATE_DIR),
         Flag(
@@ -102,12 +109,23 @@ class NetworkParts:
     loops: list[Loop] = field(default_factory=list)
     ours: OurHotkeys = field(default_factory=OurHotkeys)
     attestation: Any = None
+    chain: ChainReader | None = None
 
 
 def build_exporter(
-    values: dict[str, Any], *, store: Any, source: Any | None, verifier: Any | None = None
+    values: dict[str, Any],
+    *,
+    store: Any,
+    source: Any | None,
+    verifier: Any | None = None,
+    chain: Any | None = None,
 ) -> NetworkParts:
-    """Assemble refresher, collectors and refresh loops from resolved flag values."""
+    """Assemble refresher, collectors and refresh loops from resolved flag values.
+
+    ``chain`` is what the chain collector reads through (:class:`~exporters.network.chain.ChainClient`
+    in production, the demo's simulated chain, a client over a fake ``Substrate`` in tests); None
+    leaves the chain collector and its loop out.
+    """
     from exporters.network.collectors import build_collectors
     from exporters.network.refresh import NetworkRefresher, TimedRefresh
 
@@ -140,7 +158,16 @@ def build_exporter(
     if enabled.get("ours", True):
         collectors.append(OursCollector(ours))
     attestation = _attestation(values, store, refresher, enabled, collectors, loops)
-    return NetworkParts(Exporter("network", collectors, loops=loops), refresher, loops, ours, attestation)
+    reader = None
+    if chain is not None and enabled.get("chain", True):
+        from exporters.network.chain import ChainCollector
+
+        reader = build_reader(values, ours, chain)
+        interval = float(values.get("network_chain_refresh_interval") or 300.0)
+        loops.append(Loop("refresh-chain", interval, reader))
+        collectors.append(ChainCollector(reader))
+    exporter = Exporter("network", collectors, loops=loops)
+    return NetworkParts(exporter, refresher, loops, ours, attestation=attestation, chain=reader)
 
 
 def _attestation(
@@ -190,5 +217,5 @@ def run(values: dict[str, Any]) -> int:
     setup_logging(values["log_level"], values["log_format"])
     web = load_web_config(values["web_config_file"])
     store = build_store(values)
-    parts = build_exporter(values, store=store, source=chain_source(values))
+    parts = build_exporter(values, store=store, source=chain_source(values), chain=chain_client(values))
     return parts.exporter.serve(values, web)

@@ -7,8 +7,9 @@ alerts and dashboards select "our" series with a join on this one family::
 
     opencompute_network_our_hotkey_info{hotkey="5F...",source="config"} 1.0
 
-``source`` is bounded: ``config`` (``--network.our-hotkeys``) today; other sources (for example
-every hotkey of a declared coldkey, read on chain) add their own value, never a new family.
+``source`` is bounded (:data:`OUR_HOTKEY_SOURCES`): ``config`` (``--network.our-hotkeys``) and
+``coldkey`` (every hotkey of a ``--network.our-coldkeys`` coldkey, read on chain by
+:mod:`exporters.network.chain`); a new source adds its own value, never a new family.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from exporters.core.collector import SubCollector
 from exporters.core.config import ConfigError, Flag
 
-OUR_HOTKEY_SOURCES = ("config",)
+OUR_HOTKEY_SOURCES = ("config", "coldkey")
 
 
 def ss58_list(flag_name: str, *, allow_empty: bool) -> Callable[[str], tuple[str, ...]]:
@@ -73,6 +74,8 @@ class OurHotkeys:
 
     def set(self, source: str, hotkeys: Iterable[str]) -> None:
         """Replace one source's hotkeys (the swap is atomic for readers)."""
+        if source not in OUR_HOTKEY_SOURCES:
+            raise ValueError(f"unknown source {source!r}; expected one of {OUR_HOTKEY_SOURCES}")
         self._by_source = {**self._by_source, source: tuple(hotkeys)}
 
     def items(self) -> list[tuple[str, str]]:

@@ -59,6 +59,7 @@ def test_dashboards_have_the_stable_uids_and_titles(boards: dict[str, dict[str, 
         "opencompute-validator-pog",
         "opencompute-network",
         "opencompute-exporter-health",
+        "opencompute-subnet-chain",
     }
     for uid, board in boards.items():
         assert board["uid"] == uid

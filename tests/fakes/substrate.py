@@ -405,3 +405,155 @@ def serve_prometheus(chain: FakeSubstrate, call: ComposedCall, signer: str) -> s
         {"block": chain.block, "version": p["version"], "ip": ip, "port": port, "ip_type": ip_type},
     )
     return None
+
+
+# -- the subnet's neurons, as the chain answers the reads of the chain collector ------------------
+#
+# Shapes: subtensor's ``Metagraph`` runtime struct (pallets/subtensor/src/rpc_info/metagraph.rs in
+# opentensor/subtensor: Compact integers, ``AccountId`` columns, ``Vec<AxonInfo>``, PerU16 scores as
+# raw u16) after bittensor 11's transport has decoded it: AccountIds as ss58 strings, Compacts as
+# ints, structs as dicts keyed by field name, ``Vec<Compact<u8>>`` names as lists of ints (what
+# ``bittensor.metagraph._build`` and ``reads.base.utf8_text`` expect). ``ValidatorTrust`` is a
+# ``Vec<u16>`` storage value per netuid, ``Prometheus`` a double map (netuid, hotkey) ->
+# ``PrometheusInfo``, ``OwnedHotkeys`` a map coldkey -> ``Vec<AccountId>``.
+
+AXON_FIELDS = ("block", "version", "ip", "port", "ip_type", "protocol", "placeholder1", "placeholder2")
+
+
+@dataclass
+class FakeNeuron:
+    """One uid's chain state in raw units (rao, raw u16 scores, blocks)."""
+
+    hotkey: str
+    coldkey: str
+    stake_rao: int = 0
+    rank: int = 0
+    trust: int = 0
+    consensus: int = 0
+    incentive: int = 0
+    dividends: int = 0
+    validator_trust: int = 0
+    pruning_score: int = 0
+    emission_rao: int = 0
+    last_update: int = 0
+    registered_at: int = 0
+    active: bool = True
+    validator_permit: bool = False
+    axon: dict | None = None  # AxonInfo fields; None = nothing served (all zero on chain)
+    prometheus: dict | None = None  # PrometheusInfo fields; None = no record
+
+
+def metagraph_record(chain: FakeSubstrate, netuid: int, neurons: list[FakeNeuron], **subnet: Any) -> dict:
+    """``SubnetInfoRuntimeApi.get_metagraph(netuid)`` as the transport decodes it, at ``chain.block``."""
+    zero_fields = (
+        "subnet_emission alpha_out alpha_out_emission alpha_in_emission tao_in_emission "
+        "pending_alpha_emission pending_root_emission subnet_volume rho kappa min_allowed_weights "
+        "max_weights_limit weights_version weights_rate_limit activity_cutoff max_validators burn "
+        "difficulty min_difficulty max_difficulty min_burn max_burn adjustment_alpha adjustment_interval "
+        "target_regs_per_interval max_regs_per_block serving_rate_limit commit_reveal_period alpha_high "
+        "alpha_low bonds_moving_avg"
+    ).split()
+    record: dict[str, Any] = {
+        **dict.fromkeys(zero_fields, 0),
+        "netuid": netuid,
+        "name": list(subnet.get("name", "compute").encode()),
+        "symbol": list("\u03ba".encode()),
+        "identity": None,
+        "network_registered_at": 1,
+        "owner_hotkey": neurons[0].hotkey if neurons else "",
+        "owner_coldkey": neurons[0].coldkey if neurons else "",
+        "block": chain.block,
+        "tempo": subnet.get("tempo", 360),
+        "last_step": chain.block - chain.block % 360,
+        "blocks_since_last_step": chain.block % 360,
+        "immunity_period": subnet.get("immunity_period", 5000),
+        "num_uids": len(neurons),
+        "max_uids": 256,
+        "moving_price": {"bits": 2**32},
+        "alpha_in": 10**18,
+        "tao_in": 10**17,
+        "registration_allowed": True,
+        "pow_registration_allowed": False,
+        "commit_reveal_weights_enabled": True,
+        "liquid_alpha_enabled": False,
+    }
+    columns = {
+        "hotkeys": [n.hotkey for n in neurons],
+        "coldkeys": [n.coldkey for n in neurons],
+        "identities": [None for _ in neurons],
+        "axons": [_axon_record(n.axon) for n in neurons],
+        "active": [n.active for n in neurons],
+        "validator_permit": [n.validator_permit for n in neurons],
+        "pruning_score": [n.pruning_score for n in neurons],
+        "last_update": [n.last_update for n in neurons],
+        "emission": [n.emission_rao for n in neurons],
+        "dividends": [n.dividends for n in neurons],
+        "incentives": [n.incentive for n in neurons],
+        "consensus": [n.consensus for n in neurons],
+        "trust": [n.trust for n in neurons],
+        "rank": [n.rank for n in neurons],
+        "block_at_registration": [n.registered_at for n in neurons],
+        "alpha_stake": [n.stake_rao for n in neurons],
+        "tao_stake": [0 for _ in neurons],
+        "total_stake": [n.stake_rao for n in neurons],
+        "tao_dividends_per_hotkey": [(n.hotkey, 0) for n in neurons],
+        "alpha_dividends_per_hotkey": [(n.hotkey, 0) for n in neurons],
+    }
+    return {**record, **columns}
+
+
+def _axon_record(axon: Any) -> Any:
+    """An ``AxonInfo`` with every field (the chain stores zeros when nothing is served).
+
+    Anything but a dict or None is passed through as is, for tests of malformed records.
+    """
+    if axon is None or isinstance(axon, dict):
+        return {**dict.fromkeys(AXON_FIELDS, 0), **(axon or {})}
+    return axon
+
+
+def install_subnet(
+    chain: FakeSubstrate, netuid: int, neurons: list[FakeNeuron], *, scale: bool = True, **subnet: Any
+) -> None:
+    """Make the fake answer the subnet's reads for ``neurons`` (uid = list index), as the pallet stores them.
+
+    With ``scale`` (the default) every answer is SCALE-encoded with subtensor's type layout and
+    decoded by bittensor's own codec (:mod:`fakes.subtensor_scale`), so readers get exactly the
+    shapes the real transport produces; ``scale=False`` hands the values over as written, for
+    tests of records the decoder would never produce. The runtime call is computed when called,
+    so a test may change ``neurons`` or ``chain.block`` between reads. Owned hotkeys and
+    registrations are written the way the pallet keeps them.
+    """
+    from fakes.subtensor_scale import SCALE
+
+    def wire(type_id: int, value: Any) -> Any:
+        return SCALE.round_trip(type_id, value) if scale else value
+
+    previous = chain.runtime_calls.get(("SubnetInfoRuntimeApi", "get_metagraph"))
+
+    def get_metagraph(params: list) -> Any:
+        if params == [netuid]:
+            return wire(SCALE.option_metagraph, metagraph_record(chain, netuid, neurons, **subnet))
+        return previous(params) if callable(previous) else None
+
+    chain.runtime_calls[("SubnetInfoRuntimeApi", "get_metagraph")] = get_metagraph
+    vtrust = [n.validator_trust for n in neurons]
+    chain.set_storage("SubtensorModule", "ValidatorTrust", [netuid], wire(SCALE.u16_vec, vtrust))
+    chain.storage[("SubtensorModule", "Prometheus")] = {
+        key: value
+        for key, value in chain.storage.get(("SubtensorModule", "Prometheus"), {}).items()
+        if key[0] != netuid
+    }
+    owned: dict[str, list[str]] = {}
+    for uid, neuron in enumerate(neurons):
+        chain.register_neuron(netuid, neuron.hotkey, uid)
+        owned.setdefault(neuron.coldkey, []).append(neuron.hotkey)
+        if neuron.prometheus is not None:
+            chain.set_storage(
+                "SubtensorModule", "Prometheus", [netuid, neuron.hotkey], dict(neuron.prometheus)
+            )
+    for coldkey, hotkeys in owned.items():
+        known = chain.get_storage("SubtensorModule", "OwnedHotkeys", [coldkey]) or []
+        chain.set_storage(
+            "SubtensorModule", "OwnedHotkeys", [coldkey], list(dict.fromkeys([*known, *hotkeys]))
+        )

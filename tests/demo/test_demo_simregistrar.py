@@ -6,7 +6,7 @@ import ipaddress
 
 from bittensor_core import Keypair
 
-from exporters.demo.simchain import NEURON_PORT, SimulatedChain
+from exporters.demo.simregistrar import NEURON_PORT, SimulatedChain
 from exporters.registrar.record import Owner, Target
 from exporters.registrar.service import Outcome, Registrar
 
