@@ -377,9 +377,6 @@ class Demo:
             # The validator whose checklist penalizes our miner stands in for NI's hardcoded hotkey,
             # so its penalty is enforced and pages, as NI's would on the live network.
             f"--network.penalty-authority={_ss58(self.subnet.penalizing_validator_uri)}",
-            # The operator's own hotkeys, declared to the network exporter: the penalty of our
-            # miner keeps paging when its exporter is down (--demo.kill-miner-after shows it).
-            f"--network.our-hotkeys={self.subnet.our_miner_hotkey},{_ss58(VALIDATOR_URI)}",
             f"--network.validator-refresh-interval={refresh}",
             f"--network.miner-refresh-interval={refresh}",
             # The simulated chain (exporters.demo.simchain) moves emissions every epoch (60 blocks).
@@ -388,14 +385,16 @@ class Demo:
         ]
 
     def ours_args(self) -> list[str]:
-        """Our hotkeys for the chain view: our miner and the best-staked permitted validator, plus
-        every hotkey of our miner's simulated coldkey (read from the simulated chain)."""
+        """The operator's own hotkeys, declared to the network exporter, so the penalty of our
+        miner keeps paging when its exporter is down (--demo.kill-miner-after shows it): our miner,
+        our validator exporter's hotkey, and for the chain view the best-staked permitted validator
+        plus every hotkey of our miner's simulated coldkey (read from the simulated chain)."""
         from exporters.demo.simchain import coldkey_of
 
         assert self.subnet is not None
-        ours = [self.subnet.our_miner_hotkey]
+        ours = [self.subnet.our_miner_hotkey, _ss58(VALIDATOR_URI)]
         if self.subnet.network is None:
-            return [f"--network.our-hotkeys={ours[0]}"]
+            return [f"--network.our-hotkeys={','.join(ours)}"]
         neurons = self.subnet.network.chain.neurons
         permitted = sorted((n.stake, hk) for hk, n in neurons.items() if n.permit)
         ours += [permitted[-1][1]] if permitted else []
