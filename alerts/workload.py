@@ -38,6 +38,7 @@ def alerts() -> list[Alert]:
                 "score low: stop the stranger."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPURentalIdle",
@@ -59,6 +60,7 @@ def alerts() -> list[Alert]:
                 "rental that broke (container without GPU access, renter locked out) looks the same."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeMinerRentalWithoutAllocation",
@@ -77,6 +79,7 @@ def alerts() -> list[Alert]:
                 "validator's run) or a rental outlived its allocation and the GPUs are used unpaid."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
         Alert(
             name="OpenComputeGPUProcessAttributionDegraded",
@@ -94,5 +97,6 @@ def alerts() -> list[Alert]:
                 "counted as workload=unknown, and the rental and busy-GPU alerts cannot see them."
             ),
             dashboard_uid=uids.MINER_GPUS,
+            hold_while_target_down=True,
         ),
     ]
