@@ -37,6 +37,7 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("penalties", True, "penalized miners (both list shapes) and which penalties are enforced."),
     ("stats", True, "dominant proof-of-GPU entry per uid and validator agreement."),
     ("specs", True, "miner-published GPU specs and claim mismatches."),
+    ("divergence", True, "where a strict reading differs from the network's, and why."),
     ("ours", True, "the hotkeys declared as yours (--network.our-hotkeys), for alert and dashboard joins."),
 )
 
