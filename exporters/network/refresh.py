@@ -181,6 +181,7 @@ class NetworkRefresher:
         # hotkey -> its signed v2 run for the strict reading; None: the newest v2 run read here
         self.envelope_lookup = envelope_lookup
         self._v1 = reading.V1Memo()
+        self._stats_memo = views.StatsMemo()
         self._lock = threading.Lock()
         self._roles = {role: _RoleCache() for role in ROLES}
         self._validator_set = ValidatorSet("none", frozenset(), None)
@@ -337,6 +338,7 @@ class NetworkRefresher:
         """The network's views from its own reading, the strict ones, and how they differ."""
         records = list(self._roles["validator"].records.values())
         self._v1.retain(records)
+        self._stats_memo.retain(r.run_id for r in records)
         net = reading.read_network(records, vset.validators, self.penalty_authorities, self._v1)
         issues = views.Issues()
         crashes: Counter[str] = Counter(dict.fromkeys(views.CRASH_REASONS, 0))
@@ -349,14 +351,14 @@ class NetworkRefresher:
                 authority_runs=net.authorities,
                 dict_entries=False,
             ),
-            _frozen(views.stats_view(net.trusted, issues, crashes)),
+            _frozen(views.stats_view(net.trusted, issues, crashes, self._stats_memo)),
         )
         accepted = self._roles["validator"].verified.accepted
         chosen = views.strict_runs(accepted, self.envelope_lookup or _newest_envelopes(accepted))
         strict = divergence.Views(
             views.allocation_view(chosen, vset.uids),
             views.penalty_view(chosen, self.penalty_authorities),
-            views.stats_view(chosen),
+            views.stats_view(chosen, memo=self._stats_memo),
         )
         reasons = divergence.validator_reasons(
             net.trusted,

@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 # Bounds that keep label cardinality and work per refresh finite whatever a run contains.
 MAX_UID = 4095  # the chain's hard cap on subnet size is 4096 uids
 MAX_LIST_ITEMS = 4096  # allocated/penalized list entries read per run
 MAX_STATS_ENTRIES = 4096  # stats entries read per run
 MAX_LABEL_CHARS = 64
+_MAX_GPUS = 1024  # a GPU count above this is not a real machine
 
 _SS58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{46,48}")
 
@@ -323,30 +326,37 @@ CRASH_REASONS = ("uid_not_integer", "gpu_specs_null", "gpu_specs_invalid")
 
 def score_problem(score: Any) -> str | None:
     """Why a published score is a bad value (None if it is a finite number >= 0)."""
-    if isinstance(score, bool) or not isinstance(score, int | float):
-        return "score_not_number"
-    if not math.isfinite(score):
+    kind = type(score)
+    if kind is int:
+        return "score_negative" if score < 0 else None
+    if kind is not float:
+        return "score_not_number"  # bool included: True > 0 holds, but it is no score
+    if score != score or score in _INFINITIES:
         return "score_not_finite"
     return "score_negative" if score < 0 else None
+
+
+_INFINITIES = (math.inf, -math.inf)
 
 
 def _specs_problem(specs: Any, qualifying: bool) -> str | None:
     """Why an entry's ``gpu_specs`` is a bad value; null is normal unless the entry votes."""
     if specs is None:
         return "gpu_specs_null" if qualifying else None
-    if not isinstance(specs, dict):
+    if type(specs) is not dict:
         return "gpu_specs_invalid"
     name = specs.get("gpu_name")
-    if name is not None and not isinstance(name, str):
+    if name is not None and type(name) is not str:
         return "gpu_specs_invalid"
-    if _count(specs.get("num_gpus")) is None and (qualifying or "num_gpus" in specs):
-        return "gpu_count_invalid"
-    return None
+    count = specs.get("num_gpus")
+    if type(count) is int and 0 <= count <= _MAX_GPUS:
+        return None
+    if count is None and not qualifying and "num_gpus" not in specs:
+        return None
+    return None if _count(count) is not None else "gpu_count_invalid"
 
 
-def _read_stats(
-    validator: str, stats: Any, run_id: str, issues: Issues | None, aggregator: dict[str, list[_Vote]]
-) -> None:
+def _read_stats(stats: Any, out: list[tuple[Any, dict[str, Any]]], notes: list[str]) -> None:
     """One run's step 2 of the original's ``get_stats_allocated``, in its exact order.
 
     An entry votes iff ``own_score is True``, ``score > 0`` and ``allocated is True`` (tested in
@@ -359,46 +369,114 @@ def _read_stats(
     if not stats:
         return
     if not isinstance(stats, dict):  # stats.items() raises: the run adds nothing
-        _note(issues, "stats_not_object", run_id)
+        notes.append("stats_not_object")
         return
-    items = stats.items()
+    items: Iterable[tuple[Any, Any]] = stats.items()
     if len(stats) > MAX_STATS_ENTRIES:
-        _note(issues, "stats_too_many_entries", run_id)
+        notes.append("stats_too_many_entries")
         items = list(items)[:MAX_STATS_ENTRIES]
     for uid, data in items:
         if type(data) is not dict:
-            _note(issues, "stats_entry_not_object", run_id)
+            notes.append("stats_entry_not_object")
             return
         score = data.get("score", 0)
-        problem = score_problem(score)
-        if problem is not None:
-            _note(issues, problem, run_id)
-        own = data.get("own_score") is True
+        if type(score) is not int or score < 0:
+            problem = score_problem(score)
+            if problem is not None:
+                notes.append(problem)
         positive = False
-        if own:
+        if data.get("own_score") is True:
             try:
                 positive = score > 0
             except Exception:  # noqa: BLE001 - the original's per-run except: stop reading the run
                 return
         qualifying = positive and data.get("allocated") is True
         specs = data.get("gpu_specs")
-        problem = _specs_problem(specs, qualifying)
-        if problem is not None:
-            _note(issues, problem, run_id)
+        if specs is not None or qualifying:
+            problem = _specs_problem(specs, qualifying)
+            if problem is not None:
+                notes.append(problem)
         if not qualifying:
             continue
-        aggregator.setdefault(uid, []).append((validator, run_id, data))
+        out.append((uid, data))
         if specs and type(specs) is not dict:  # the trace line's ``(gpu_specs or {}).get`` raises
             return
 
 
+_Read = tuple[list[tuple[Any, dict[str, Any]]], list[str]]  # (voting (uid, entry) pairs, bad values)
+
+
+class StatsMemo:
+    """Per-run results of :func:`_read_stats`, reused while a run's stats stay the same.
+
+    A refresh re-reads every validator run, but most runs' ``stats`` have not changed since the
+    last one (validators rewrite them every ~20 minutes), and the strict reading reads the signed
+    copy of the same content again. "The same" must mean the same JSON value, because ``True``
+    and ``1`` or ``1`` and ``1.0`` read differently (``is True``, vote keys): a hit needs the
+    same object, or ``==`` (which tells NaN apart) and equal orjson bytes (which tell
+    ``True``/``1``, ``1``/``1.0``, ``0.0``/``-0.0`` and key order apart).
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, list[tuple[Any, bytes, _Read]]] = {}
+        self.hits = self.misses = 0
+
+    def read(self, run_id: str, stats: Any) -> _Read:
+        known = self._runs.setdefault(run_id, [])
+        dumped: bytes | None = None
+        for obj, blob, result in known:
+            if obj is stats:
+                self.hits += 1
+                return result
+            if dumped is None:
+                dumped = _dumped(stats)
+            if dumped and blob == dumped and obj == stats:
+                self.hits += 1
+                return result
+        self.misses += 1
+        pairs: list[tuple[Any, dict[str, Any]]] = []
+        notes: list[str] = []
+        _read_stats(stats, pairs, notes)
+        result = (pairs, notes)
+        blob = dumped if dumped is not None else _dumped(stats)
+        if blob:
+            known.insert(0, (stats, blob, result))
+            del known[2:]  # the network's copy and the signed copy
+        return result
+
+    def retain(self, run_ids: Iterable[str]) -> None:
+        """Forget runs no longer read."""
+        keep = set(run_ids)
+        for run_id in [r for r in self._runs if r not in keep]:
+            del self._runs[run_id]
+
+
+def _dumped(stats: Any) -> bytes:
+    try:
+        return orjson.dumps(stats)
+    except (TypeError, orjson.JSONEncodeError):
+        return b""  # not cacheable: read every time
+
+
 def _collect(
-    runs: Iterable[tuple[str, Any]], issues: Issues | None, run_ids: Sequence[str] | None
+    runs: Iterable[tuple[str, Any]],
+    issues: Issues | None,
+    run_ids: Sequence[str] | None,
+    memo: StatsMemo | None = None,
 ) -> dict[str, list[_Vote]]:
     """Step 2 of the original: uid string -> [(validator, run id, entry)] in first-seen order."""
     aggregator: dict[str, list[_Vote]] = {}
     for index, (validator, stats) in enumerate(runs):
-        _read_stats(validator, stats, run_ids[index] if run_ids is not None else "", issues, aggregator)
+        run_id = run_ids[index] if run_ids is not None else ""
+        if memo is not None and run_id:
+            pairs, notes = memo.read(run_id, stats)
+        else:
+            pairs, notes = [], []
+            _read_stats(stats, pairs, notes)
+        for reason in notes:
+            _note(issues, reason, run_id)
+        for uid, data in pairs:
+            aggregator.setdefault(uid, []).append((validator, run_id, data))
     return aggregator
 
 
@@ -430,6 +508,7 @@ def stats_votes(
     issues: Issues | None = None,
     run_ids: Sequence[str] | None = None,
     crashes: Counter[str] | None = None,
+    memo: StatsMemo | None = None,
 ) -> dict[int, StatsVote]:
     """uid -> dominant entry plus agreement figures, over ``(validator_hotkey, stats)`` pairs.
 
@@ -439,7 +518,7 @@ def stats_votes(
     non-integer uid), the entry or uid is skipped and the reason added to ``crashes``.
     """
     votes: dict[int, StatsVote] = {}
-    for uid_str, pairs in _collect(runs, issues, run_ids).items():
+    for uid_str, pairs in _collect(runs, issues, run_ids, memo).items():
         pairs = [p for p in pairs if p[2].get("score", 0) != 0]
         if len(pairs) > 1:
             kept = []
@@ -522,11 +601,14 @@ class UidStats:
 
 
 def stats_view(
-    runs: Sequence[VerifiedRun], issues: Issues | None = None, crashes: Counter[str] | None = None
+    runs: Sequence[VerifiedRun],
+    issues: Issues | None = None,
+    crashes: Counter[str] | None = None,
+    memo: StatsMemo | None = None,
 ) -> dict[int, UidStats]:
     """Dominant stats per uid over trusted validator runs (in read order), label-safe."""
     pairs = [(run.hotkey, run.payload.get("stats")) for run in runs]
-    votes = stats_votes(pairs, issues, [run.run_id for run in runs], crashes)
+    votes = stats_votes(pairs, issues, [run.run_id for run in runs], crashes, memo)
     out: dict[int, UidStats] = {}
     for uid, vote in sorted(votes.items()):
         entry = vote.entry
@@ -560,7 +642,7 @@ def _count(value: Any) -> float | None:
         return None
     if isinstance(value, float) and not value.is_integer():
         return None
-    return float(value) if 0 <= value <= 1024 else None
+    return float(value) if 0 <= value <= _MAX_GPUS else None
 
 
 # --- miner specs ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ Traps handled here (see shared/reference/environment-notes.md):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import netrc
@@ -39,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 import peewee
 
 from exporters.core.config import ConfigError
@@ -295,21 +297,10 @@ class WandbStateStore:
             # later identical read would return the first answer (the original flushes too).
             api.flush()
             try:
-                runs = api.runs(
-                    self.entity_project,
-                    filters=filters,
-                    order=order,
-                    per_page=self.per_page,
-                    lazy=False,
-                )
-                _count_pages(runs, lambda: self._count(operation))
-                records: list[RunRecord] = []
-                for run in runs:  # the paginator fetches the next page only when reached
-                    record = _record(run)
-                    if stop_before is not None and record.updated_at < stop_before:
-                        break
-                    records.append(record)
-                return records
+                service = getattr(api, "_service_api", None)
+                if callable(getattr(service, "execute_graphql", None)):
+                    return self._light_pages(service, filters, operation, order, stop_before)
+                return self._client_pages(api, filters, operation, order, stop_before)
             except StoreError:
                 raise
             except Exception as exc:
@@ -317,8 +308,105 @@ class WandbStateStore:
                     self._api = None  # rebuild (and re-verify the key) next time
                 raise _map_error(exc, operation) from exc
 
+    def _light_pages(
+        self, service: Any, filters: dict[str, Any], operation: str, order: str, stop_before: float | None
+    ) -> list[RunRecord]:
+        """Page through ``Runs`` with :data:`_RUNS_QUERY`: only the six fields a record needs.
+
+        The client's own query also asks for summary and system metrics, history keys, the user
+        and more, and builds a ``Run`` object per run (a directory is created for each); this
+        reads the same runs with the same filters, order, page size and cursor through the same
+        authenticated transport (wandb-core), parsed with orjson.
+        """
+        variables: dict[str, Any] = {
+            "project": self.project,
+            "entity": self.entity,
+            "order": order,
+            "filters": json.dumps(filters),
+            "perPage": self.per_page,
+            "cursor": None,
+        }
+        records: list[RunRecord] = []
+        while True:
+            self._count(operation)
+            data = service.execute_graphql(_RUNS_QUERY, variables, parse=_loads)
+            project = data.get("project") if isinstance(data, dict) else None
+            if not isinstance(project, dict):
+                raise StoreUnavailable(f"project {self.entity_project} not found", reason="rejected")
+            runs = project.get("runs") or {}
+            for edge in runs.get("edges") or []:
+                record = _light_record(edge.get("node") or {})
+                if stop_before is not None and record.updated_at < stop_before:
+                    return records
+                records.append(record)
+            info = runs.get("pageInfo") or {}
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                return records
+            variables["cursor"] = info["endCursor"]
+
+    def _client_pages(
+        self, api: Any, filters: dict[str, Any], operation: str, order: str, stop_before: float | None
+    ) -> list[RunRecord]:
+        """The public ``api.runs`` paginator (for a client without the GraphQL transport)."""
+        runs = api.runs(self.entity_project, filters=filters, order=order, per_page=self.per_page, lazy=False)
+        _count_pages(runs, lambda: self._count(operation))
+        records: list[RunRecord] = []
+        for run in runs:  # the paginator fetches the next page only when reached
+            record = _record(run)
+            if stop_before is not None and record.updated_at < stop_before:
+                break
+            records.append(record)
+        return records
+
     def _count(self, operation: str) -> None:
         self._requests.add(operation)
+
+
+# The subset of wandb's ``RunFragment`` a RunRecord needs; same operation name and variables.
+_RUNS_QUERY = """query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int = 50,
+    $order: String, $filters: JSONString) {
+  project(name: $project, entityName: $entity) {
+    runs(filters: $filters, after: $cursor, first: $perPage, order: $order) {
+      edges { node { name displayName state config createdAt heartbeatAt } cursor }
+      pageInfo { endCursor hasNextPage }
+    }
+  }
+}"""
+_INTERNAL_CONFIG_KEYS = frozenset({"_wandb", "wandb_version"})  # wandb's WANDB_INTERNAL_KEYS
+
+
+def _loads(text: str | bytes) -> Any:
+    """orjson, with the stdlib as fallback for what orjson refuses (NaN/Infinity tokens)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _light_record(node: dict[str, Any]) -> RunRecord:
+    """A RunRecord from one ``Runs`` node: config unwrapped from ``{"value": ...}`` like ``Run``."""
+    raw = node.get("config")
+    try:
+        parsed = _loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError:
+        parsed = None
+    config: dict[str, Any] = {}
+    if isinstance(parsed, dict):
+        for key, value in parsed.items():
+            if key not in _INTERNAL_CONFIG_KEYS:
+                config[key] = value["value"] if isinstance(value, dict) and "value" in value else value
+    extra: dict[str, Any] = {"backend": "wandb"}
+    if parsed is not None and not isinstance(parsed, dict):
+        extra["invalid_config"] = True
+    return RunRecord(
+        run_id=str(node.get("name") or ""),
+        name=str(node.get("displayName") or ""),
+        config=config,
+        state=str(node.get("state") or "unknown"),
+        created_at=_timestamp(node.get("createdAt")),
+        updated_at=_timestamp(node.get("heartbeatAt")),
+        extra=extra,
+    )
 
 
 def _generate_id() -> str:
