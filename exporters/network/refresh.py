@@ -147,6 +147,7 @@ class _RoleCache:
     full_at: float | None = None  # wall time of the last full (unfiltered) read
     verified: VerificationResult = field(default_factory=VerificationResult)
     last_seq: dict[str, int] = field(default_factory=dict)
+    verdicts: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # run id -> valid verdict
     token: int = 0
 
 
@@ -268,6 +269,8 @@ class NetworkRefresher:
         if full:
             cache.records = fresh
             cache.full_at = wall
+            for gone in set(cache.verdicts) - set(fresh):
+                del cache.verdicts[gone]
         else:
             cache.records.update(fresh)
         cache.fetched_at = wall
@@ -285,6 +288,7 @@ class NetworkRefresher:
             registered=self._validator_set.uids if role == "miner" else None,
             last_seq=cache.last_seq,
             verifier=self.verifier,
+            memo=cache.verdicts,
         )
 
     # --- aggregation -------------------------------------------------------------------------

@@ -455,6 +455,7 @@ def verify_runs(
     registered: Mapping[str, int] | None = None,
     last_seq: dict[str, int] | None = None,
     verifier: Verifier | None = None,
+    memo: dict[str, tuple[Any, Any]] | None = None,
 ) -> VerificationResult:
     """Verify every run of ``role``; keep only fresh ones from trusted signers.
 
@@ -464,6 +465,12 @@ def verify_runs(
     whether or not it verifies. ``last_seq`` (hotkey -> highest v2 sequence seen, updated in place
     by the verifier) rejects an older envelope replayed over a newer one. Age is judged here
     rather than by the verifier so that a stale signer's last update time is still known.
+
+    ``memo`` (run id -> (config object, verdict), kept by the caller) reuses a *valid* verdict
+    while a store hands back the very same config object (it does for an unchanged config): the
+    verdict of identical content cannot change with time (age is judged here, a future
+    ``signed_at`` only becomes acceptable) nor with ``last_seq`` (its seq is what raised it).
+    Rejections are always re-checked.
     """
     from exporters.core.signing import Outcome
 
@@ -473,20 +480,26 @@ def verify_runs(
         if registered is not None and _claimed_hotkey(record) not in registered:
             result.rejected[str(record.run_id)] = "not_registered"
             continue
-        try:
-            check = verify(
-                record,
-                entity_project=entity_project,
-                netuid=netuid,
-                role=role,
-                now=now,
-                max_age=None,
-                last_seq=last_seq,
-            )
-        except Exception as exc:  # noqa: BLE001 - a verifier bug must not sink the refresh
-            log.warning("verifying run %r raised %s; rejected", record.run_id, type(exc).__name__)
-            result.rejected[str(record.run_id)] = "verify_error"
-            continue
+        known = memo.get(record.run_id) if memo is not None else None
+        if known is not None and known[0] is record.config:
+            check = known[1]
+        else:
+            try:
+                check = verify(
+                    record,
+                    entity_project=entity_project,
+                    netuid=netuid,
+                    role=role,
+                    now=now,
+                    max_age=None,
+                    last_seq=last_seq,
+                )
+            except Exception as exc:  # noqa: BLE001 - a verifier bug must not sink the refresh
+                log.warning("verifying run %r raised %s; rejected", record.run_id, type(exc).__name__)
+                result.rejected[str(record.run_id)] = "verify_error"
+                continue
+            if memo is not None and check.outcome != Outcome.REJECTED and isinstance(record.run_id, str):
+                memo[record.run_id] = (record.config, check)
         if check.outcome == Outcome.REJECTED:
             result.rejected[record.run_id] = bounded_reason(check.reason)
             continue
