@@ -230,9 +230,7 @@ def bench_wandb(scales: list[int], repeat: int) -> None:
         finally:
             parent.send("stop")
             proc.join(10)
-        print(
-            f"   {scale}x: {validators + 1} validator runs x {256 + validators} uids, {miners} miner runs"
-        )
+        print(f"   {scale}x: {validators + 1} validator runs x {256 + validators} uids, {miners} miner runs")
         for role, (wall, py, core) in cold.items():
             print(
                 f"      {role:9} refresh, cold (every config new): {wall * 1000:6.0f} ms wall, "
@@ -243,7 +241,8 @@ def bench_wandb(scales: list[int], repeat: int) -> None:
             spread = [min(py for _, py, _, _ in rows) * 1000, max(py for _, py, _, _ in rows) * 1000]
             print(
                 f"      {role:9} refresh, unchanged configs: {med[3]:.0f} requests, "
-                f"{med[0] * 1000:6.0f} ms wall, {med[1] * 1000:6.0f} ms CPU Python (min {spread[0]:.0f}, max {spread[1]:.0f}), "
+                f"{med[0] * 1000:6.0f} ms wall, {med[1] * 1000:6.0f} ms CPU Python "
+                f"(min {spread[0]:.0f}, max {spread[1]:.0f}), "
                 f"{med[2] * 1000:5.0f} ms CPU children, total {(med[1] + med[2]) * 1000:.0f} ms CPU"
             )
         if scale == scales[0]:
