@@ -21,7 +21,7 @@ from exporters.network import views
 KINDS = ("allocation", "stats", "penalty")
 # Why the strict reading treats a validator the network counts differently, most telling first.
 REASONS = ("no_permit", "stale", "duplicate_run", "tampered", "content_differs", "rejected")
-CONTENT_KEYS = ("stats", "allocated_hotkeys", "penalized_hotkeys", "penalized_hotkeys_checklist")
+CONTENT_KEYS = views.CONTENT_KEYS
 OTHER = "other"  # a uid that differs although none of its voters has a reason (e.g. v2-only content)
 
 
@@ -56,7 +56,8 @@ def validator_reasons(
     """
     by_hotkey: dict[str, list[views.VerifiedRun]] = {}
     for run in network_runs:
-        by_hotkey.setdefault(run.hotkey, []).append(run)
+        if views.has_content(run):  # the runs the original's filters return
+            by_hotkey.setdefault(run.hotkey, []).append(run)
     out: dict[str, tuple[str, ...]] = {}
     for hotkey, runs in by_hotkey.items():
         reasons = _reasons(hotkey, runs, strict_validators, rejected, strict_runs.get(hotkey))

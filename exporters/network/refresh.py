@@ -422,10 +422,12 @@ def _num(value: Any) -> float:
 
 
 def _newest_envelopes(runs: Iterable[views.VerifiedRun]) -> views.EnvelopeLookup:
-    """The default envelope lookup: each hotkey's newest valid v2 run among ``runs``."""
+    """The default envelope lookup: each hotkey's newest valid v2 run with content among ``runs``."""
     newest: dict[str, views.VerifiedRun] = {}
     for run in runs:
-        if run.signature == "v2" and run.timestamp >= newest.get(run.hotkey, run).timestamp:
+        if run.signature != "v2" or not views.has_content(run):
+            continue
+        if run.timestamp >= newest.get(run.hotkey, run).timestamp:
             newest[run.hotkey] = run
     return newest.get
 

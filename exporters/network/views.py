@@ -676,11 +676,20 @@ def newest_per_hotkey(runs: Iterable[VerifiedRun], issues: Issues | None = None)
 EnvelopeLookup = Callable[[str], "VerifiedRun | None"]
 
 
+# The keys the validator views read; the original's filters only return runs that have one.
+CONTENT_KEYS = ("stats", "allocated_hotkeys", "penalized_hotkeys", "penalized_hotkeys_checklist")
+
+
+def has_content(run: VerifiedRun) -> bool:
+    """Whether a validator run carries anything the views read (else no reader returns it)."""
+    return any(key in run.payload for key in CONTENT_KEYS)
+
+
 def strict_runs(runs: Iterable[VerifiedRun], envelope_of: EnvelopeLookup | None = None) -> list[VerifiedRun]:
     """The strict reading's one run per hotkey: the hotkey's signed v2 envelope when
-    ``envelope_of`` has one (wherever it is stored), else its newest verified run."""
+    ``envelope_of`` has one (wherever it is stored), else its newest verified run with content."""
     out = []
-    for run in newest_per_hotkey(runs):
+    for run in newest_per_hotkey(r for r in runs if has_content(r)):
         envelope = envelope_of(run.hotkey) if envelope_of is not None else None
         out.append(envelope if envelope is not None else run)
     return out

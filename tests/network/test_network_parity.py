@@ -378,3 +378,12 @@ def test_the_miner_exporters_allocation_follows_the_same_reading(tmp_path):
     listed = original.get_allocated_hotkeys(records, valid)
     assert {m for m, v in seen.items() if v} == set(listed) == {MINERS[0]}
     assert seen[MINERS[0]] == hk("//pv2")
+
+
+def test_a_second_run_without_any_key_the_original_reads_is_no_duplicate(tmp_path):
+    records = [
+        v1_run("//pv0", {"stats": {"1": entry()}}, "neuron", NOW - 100),
+        v1_run("//pv0", {"note": "another publisher's run"}, "own", NOW),  # no stats/allocated/penalty keys
+    ]
+    snap, _ = assert_parity(records, tmp_path)
+    assert snap.divergence.validators == {}
