@@ -83,3 +83,23 @@ def test_a_wandb_outage_keeps_the_last_snapshot_and_reports_failure(wandb_networ
     assert after.stats is before.stats
     assert after.status["validator"].success is False
     assert after.status["validator"].failures == {"timeout": 1}  # the store's bounded reason
+
+
+def test_a_transient_outage_shorter_than_the_timeout_is_retried_through(tmp_path):
+    import threading
+
+    server = FakeWandbGraphQL()
+    server.start()
+    server.add_run("v0000001", "validator-x", {"role": "validator", "config": {"netuid": 27}})
+    store = WandbStateStore(
+        base_url=server.base_url, api_key="k" * 40, timeout=10.0, db_path=str(tmp_path / "s.db")
+    )
+    try:
+        assert [r.run_id for r in store.read_runs("validator", 27)] == ["v0000001"]
+        server.down(503)
+        threading.Timer(0.6, server.up).start()
+        assert [r.run_id for r in store.read_runs("validator", 27)] == ["v0000001"]
+        assert server.requests["Runs"] >= 3  # the first read, at least one refused try, the success
+    finally:
+        store.close()
+        server.stop()
