@@ -124,8 +124,9 @@ class RunsCollector(SubCollector):
         snap = self.snapshot()
         runs = _gauge(
             "opencompute_network_runs",
-            "Runs used in the views, by role and signature (v2 = signed envelope, v1_only = only the "
-            "original run-id signature, content unprotected).",
+            "Runs used in the views (validators: by the network's reading), by role and signature "
+            "(v2 = also carries a valid signed envelope, v1_only = only the original run-id "
+            "signature, content unprotected).",
             ["role", "signature"],
         )
         for role in ROLES:
@@ -134,7 +135,8 @@ class RunsCollector(SubCollector):
         yield runs
         rejected = _gauge(
             "opencompute_network_runs_rejected",
-            "Runs excluded from the views now, by role and bounded reason.",
+            "Runs the strict verification excludes now, by role and bounded reason (the network's "
+            "own reading of validator runs needs only the v1 signature and trust).",
             ["role", "reason"],
         )
         total = CounterMetricFamily(
@@ -144,8 +146,8 @@ class RunsCollector(SubCollector):
         )
         stale = _gauge(
             "opencompute_network_runs_stale",
-            "Runs excluded because their signed time (v2) or last update (v1) is older than "
-            "--network.max-run-age.",
+            "Runs the strict reading excludes because their signed time (v2) or last update (v1) is "
+            "older than --network.max-run-age (the network's reading has no age rule).",
             ["role"],
         )
         for role in ROLES:
@@ -182,7 +184,8 @@ class RunsCollector(SubCollector):
         yield fetched
         count = _gauge(
             "opencompute_network_trusted_validators",
-            "Hotkeys in the trusted validator set (permit and enough stake, or allowlisted).",
+            "Hotkeys in the trusted validator set (stake above --network.validator-min-stake, as the "
+            "original; or allowlisted).",
         )
         count.add_metric([], float(len(snap.trust.validators)))
         yield count
