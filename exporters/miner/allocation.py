@@ -6,12 +6,11 @@ allocated when a trusted validator's verified run lists its hotkey in ``allocate
 
 1. the validator set comes from :class:`~exporters.network.trust.ValidatorResolver` (chain, else
    the last good metagraph on disk, else the allowlist);
-2. ONE ``read_runs("validator", netuid)`` per refresh (the neurons' runs), without the original's
-   server-side ``$exists`` filter on ``allocated_hotkeys``, plus ONE ``read_exporter_runs`` (our
-   validator exporters' own runs, where the list exists only inside the signed v2 payload, bound
-   to the validator's hotkey by that signature);
-3. :func:`~exporters.network.trust.verify_runs` with the trusted set, then the newest run per
-   validator and :func:`~exporters.network.views.allocated_hotkeys`, as the network view does.
+2. ONE ``read_runs("validator", netuid)`` per refresh;
+3. :func:`~exporters.network.reading.read_network`, the network's reading (the original's v1
+   signature check on the top-level config, every run counted, no age rule), then
+   :func:`~exporters.network.views.allocated_hotkeys`, as the network view does. So the miner
+   is "allocated" exactly when the original's ``get_allocated_hotkeys`` lists it.
 
 Several trusted validators may claim the same miner (the original concatenates their lists).
 The one reported is the claimant with the highest stake, ties broken by the lexicographically
@@ -30,17 +29,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporters.core.collector import SubCollector
 from exporters.core.state.base import StateStore, StoreError
-from exporters.network import views
-from exporters.network.trust import ValidatorResolver, Verifier, verify_runs
+from exporters.network import reading, views
+from exporters.network.trust import ValidatorResolver, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +87,7 @@ class AllocationSource:
         self._verifier = verifier
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._last_seq: dict[str, int] = {}  # validator hotkey -> highest v2 seq seen (replays)
+        self._v1 = reading.V1Memo()  # v1 verdicts reused across refreshes
         self._current: Allocation | None = None
         self._success = False
         self._last_success = 0.0
@@ -142,27 +139,9 @@ class AllocationSource:
             )
             return None
         records = self.store.read_runs("validator", self.netuid)
-        exporter_runs = getattr(self.store, "read_exporter_runs", None)
-        if callable(exporter_runs):
-            records = records + exporter_runs("validator", self.netuid)
-        # The network exporter's order (newest created first) and its verification, to the letter.
-        ordered = sorted(records, key=lambda r: (-_num(r.created_at), str(r.run_id)))
-        result = verify_runs(
-            ordered,
-            role="validator",
-            netuid=self.netuid,
-            entity_project=self.store.entity_project,
-            now=self._clock(),
-            max_age=self.max_run_age,
-            trusted=vset.validators,
-            last_seq=self._last_seq,
-            verifier=self._verifier,
-        )
-        runs = views.newest_per_hotkey(result.accepted)
+        self._v1.retain(records)
+        runs = reading.read_network(records, vset.validators, memo=self._v1).trusted
         claimants = views.allocated_hotkeys(runs).get(self.hotkey, set())
-        if result.rejected:
-            reasons = Counter(result.rejected.values())
-            log.debug("allocation refresh: validator runs rejected by reason: %s", dict(reasons))
         return Allocation(choose_validator(claimants, vset.stakes), tuple(sorted(claimants)))
 
     def collector(self) -> SubCollector:
@@ -223,7 +202,3 @@ class AllocationCollector(SubCollector):
             "Unix time of the last successful allocation refresh (0 = never).",
             value=last,
         )
-
-
-def _num(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

@@ -38,6 +38,7 @@ COLLECTORS: tuple[tuple[str, bool, str], ...] = (
     ("penalties", True, "penalized miners (both list shapes) and which penalties are enforced."),
     ("stats", True, "dominant proof-of-GPU entry per uid and validator agreement."),
     ("specs", True, "miner-published GPU specs and claim mismatches."),
+    ("divergence", True, "where a strict reading differs from the network's, and why."),
     ("ours", True, "the hotkeys declared as yours (--network.our-hotkeys), for alert and dashboard joins."),
     ("attestation", True, "neuron-published vs exporter-signed allocations and GPU specs, per hotkey."),
     ("inputs", True, "store, trust source and runs present; /health is degraded without them."),

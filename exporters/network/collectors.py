@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from exporters.core.collector import SubCollector
 from exporters.core.signing import REJECT_REASONS
+from exporters.network import divergence, views
 from exporters.network.refresh import FAILURE_REASONS, ROLES, Snapshot
 from exporters.network.trust import TRUST_SOURCES
 
@@ -123,8 +124,9 @@ class RunsCollector(SubCollector):
         snap = self.snapshot()
         runs = _gauge(
             "opencompute_network_runs",
-            "Runs used in the views, by role and signature (v2 = signed envelope, v1_only = only the "
-            "original run-id signature, content unprotected).",
+            "Runs used in the views (validators: by the network's reading), by role and signature "
+            "(v2 = also carries a valid signed envelope, v1_only = only the original run-id "
+            "signature, content unprotected).",
             ["role", "signature"],
         )
         for role in ROLES:
@@ -133,7 +135,8 @@ class RunsCollector(SubCollector):
         yield runs
         rejected = _gauge(
             "opencompute_network_runs_rejected",
-            "Runs excluded from the views now, by role and bounded reason.",
+            "Runs the strict verification excludes now, by role and bounded reason (the network's "
+            "own reading of validator runs needs only the v1 signature and trust).",
             ["role", "reason"],
         )
         total = CounterMetricFamily(
@@ -143,8 +146,8 @@ class RunsCollector(SubCollector):
         )
         stale = _gauge(
             "opencompute_network_runs_stale",
-            "Runs excluded because their signed time (v2) or last update (v1) is older than "
-            "--network.max-run-age.",
+            "Runs the strict reading excludes because their signed time (v2) or last update (v1) is "
+            "older than --network.max-run-age (the network's reading has no age rule).",
             ["role"],
         )
         for role in ROLES:
@@ -181,7 +184,8 @@ class RunsCollector(SubCollector):
         yield fetched
         count = _gauge(
             "opencompute_network_trusted_validators",
-            "Hotkeys in the trusted validator set (permit and enough stake, or allowlisted).",
+            "Hotkeys in the trusted validator set (stake above --network.validator-min-stake, as the "
+            "original; or allowlisted).",
         )
         count.add_metric([], float(len(snap.trust.validators)))
         yield count
@@ -305,7 +309,8 @@ class StatsCollector(SubCollector):
         score = _gauge(
             "opencompute_network_stats_score",
             "Score of the dominant stats entry for this uid (published 0-100 scale), as the "
-            "original's get_stats_allocated picks it.",
+            "original's get_stats_allocated picks it; absent when that score is not a finite "
+            "number >= 0 (counted in opencompute_network_bad_input_total).",
             ["uid"],
         )
         info = _gauge(
@@ -313,7 +318,11 @@ class StatsCollector(SubCollector):
             "Hotkey and GPU model of the dominant stats entry for this uid.",
             ["uid", "hotkey", "gpu_name"],
         )
-        gpus = _gauge("opencompute_network_stats_gpus", "GPU count of the dominant stats entry.", ["uid"])
+        gpus = _gauge(
+            "opencompute_network_stats_gpus",
+            "GPU count of the dominant stats entry; absent when it is not an integer in 0..1024.",
+            ["uid"],
+        )
         reporting = _gauge(
             "opencompute_network_stats_reporting_validators",
             "Trusted validators whose stats entry for this uid entered the vote "
@@ -327,12 +336,13 @@ class StatsCollector(SubCollector):
         )
         spread = _gauge(
             "opencompute_network_stats_score_spread",
-            "Highest minus lowest score among the entries in the vote for this uid.",
+            "Highest minus lowest finite score among the entries in the vote for this uid.",
             ["uid"],
         )
         for uid, entry in stats.items():
             label = [str(uid)]
-            score.add_metric(label, entry.score)
+            if entry.score is not None:  # a bad score (+Inf, -1, "x") is counted, not exported
+                score.add_metric(label, entry.score)
             info.add_metric([str(uid), entry.hotkey, entry.gpu_name], 1.0)
             if entry.gpu_count is not None:
                 gpus.add_metric(label, entry.gpu_count)
@@ -340,6 +350,61 @@ class StatsCollector(SubCollector):
             agreeing.add_metric(label, float(entry.agreeing))
             spread.add_metric(label, entry.spread)
         yield from (score, info, gpus, reporting, agreeing, spread)
+
+
+class DivergenceCollector(SubCollector):
+    """Where a strict reading departs from what the network computes, and why.
+
+    ``opencompute_network_view_divergence{kind="stats",view="strict"} 3.0``
+    ``opencompute_network_view_divergence_validator{hotkey="5F...",reason="duplicate_run",view="strict"} 1.0``
+    ``opencompute_network_view_divergence_uid{reason="duplicate_run",uid="17",view="strict"} 1.0``
+    ``opencompute_network_stats_crashing_inputs{reason="gpu_specs_null"} 1.0``
+    """
+
+    name = "divergence"
+
+    def __init__(self, snapshot: SnapshotSource) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot()
+        div = snap.divergence
+        counts = _gauge(
+            "opencompute_network_view_divergence",
+            "Items on which the strict reading (one run per validator, permit, max age, v2 content) "
+            "differs from the network's (what v1.9.0 validators compute): kind allocation (miner "
+            "hotkeys), stats (uids), penalty (enforced miner hotkeys).",
+            ["view", "kind"],
+        )
+        for kind in divergence.KINDS:
+            counts.add_metric(["strict", kind], float(div.counts.get(kind, 0)))
+        per_validator = _gauge(
+            "opencompute_network_view_divergence_validator",
+            "1 for each validator the network counts that the strict reading treats differently, by "
+            "reason: no_permit, stale, duplicate_run, tampered, content_differs, rejected.",
+            ["view", "hotkey", "reason"],
+        )
+        for hotkey, reasons in div.validators.items():
+            for reason in reasons:
+                per_validator.add_metric(["strict", hotkey, reason], 1.0)
+        per_uid = _gauge(
+            "opencompute_network_view_divergence_uid",
+            "1 for each uid whose dominant stats entry differs between the readings, with the most "
+            "telling reason of the validators that voted on it (other: none of them has one).",
+            ["view", "uid", "reason"],
+        )
+        for uid, reason in div.uids.items():
+            per_uid.add_metric(["strict", str(uid), reason], 1.0)
+        crashing = _gauge(
+            "opencompute_network_stats_crashing_inputs",
+            "Inputs in trusted validators' stats that make the original's get_stats_allocated raise "
+            "(so v1.9.0 validators fail that sync_scores): uid_not_integer, and gpu_specs_null / "
+            "gpu_specs_invalid in a contested uid. The exporter skips them.",
+            ["reason"],
+        )
+        for reason in views.CRASH_REASONS:
+            crashing.add_metric([reason], float(snap.crashes.get(reason, 0)))
+        yield from (counts, per_validator, per_uid, crashing)
 
 
 class SpecsCollector(SubCollector):
@@ -390,6 +455,7 @@ def build_collectors(
         PenaltiesCollector(snapshot),
         StatsCollector(snapshot),
         SpecsCollector(snapshot),
+        DivergenceCollector(snapshot),
     ]
     flags = enabled or {}
     return [c for c in every if flags.get(c.name, True)]

@@ -9,8 +9,11 @@ hour (their specs change about that often). Each refresh:
 2. makes ONE ``read_runs`` call for the role, asking only for runs updated since the previous
    read (minus an overlap), merged into the cached set; a full re-read every few hours drops
    deleted runs;
-3. verifies the role's runs, then rebuilds every view (allocation, penalties, dominant stats,
-   specs, claim mismatches) from the verified runs of both roles;
+3. reads the validator runs as the network does (:mod:`exporters.network.reading`: the
+   original's trust rule, signature check and order, every run counted) for the default views
+   (allocation, penalties, dominant stats), and strictly (:func:`verify_runs`: one run per
+   hotkey, permit, max age, v2 content) for the divergence between the two
+   (:mod:`exporters.network.divergence`); miner runs give specs and claim mismatches;
 4. swaps in a new frozen :class:`Snapshot`. A failed or timed-out refresh keeps the previous
    snapshot and only updates the refresh status, so scrapes keep serving the last good data.
 """
@@ -29,7 +32,7 @@ from types import MappingProxyType
 from typing import Any
 
 from exporters.core.state.base import RunRecord, StateStore, StoreError
-from exporters.network import views
+from exporters.network import divergence, reading, views
 from exporters.network.trust import (
     ValidatorResolver,
     ValidatorSet,
@@ -104,6 +107,8 @@ class Snapshot:
     stats: Mapping[int, views.UidStats]
     specs: tuple[views.MinerSpec, ...]
     mismatches: Mapping[tuple[int, str, str], bool]
+    divergence: divergence.Divergence = field(default_factory=divergence.Divergence)
+    crashes: Mapping[str, int] = field(default_factory=lambda: _frozen(dict.fromkeys(views.CRASH_REASONS, 0)))
 
     @classmethod
     def empty(cls, netuid: int) -> Snapshot:
@@ -124,13 +129,15 @@ class Snapshot:
         )
 
 
-_ValidatorViews = tuple[
-    list[views.VerifiedRun],
-    views.AllocationView,
-    views.PenaltyView,
-    Mapping[int, views.UidStats],
-    views.Issues,
-]
+@dataclass(frozen=True)
+class _ValidatorViews:
+    """The views that depend only on validator runs (reused when only miners refreshed)."""
+
+    network: divergence.Views  # the default views: what the network computes
+    runs: tuple[views.VerifiedRun, ...]  # runs the network counts
+    issues: views.Issues
+    crashes: Mapping[str, int]
+    divergence: divergence.Divergence
 
 
 @dataclass
@@ -140,6 +147,7 @@ class _RoleCache:
     full_at: float | None = None  # wall time of the last full (unfiltered) read
     verified: VerificationResult = field(default_factory=VerificationResult)
     last_seq: dict[str, int] = field(default_factory=dict)
+    verdicts: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # run id -> valid verdict
     token: int = 0
 
 
@@ -159,6 +167,7 @@ class NetworkRefresher:
         timer: Callable[[], float] = time.perf_counter,
         verifier: Verifier | None = None,
         penalty_authorities: Iterable[str] = (views.NI_PENALTY_AUTHORITY,),
+        envelope_lookup: views.EnvelopeLookup | None = None,
     ) -> None:
         self.store = store
         self.resolver = resolver
@@ -170,6 +179,10 @@ class NetworkRefresher:
         self.timer = timer
         self.verifier = verifier
         self.penalty_authorities = frozenset(penalty_authorities)
+        # hotkey -> its signed v2 run for the strict reading; None: the newest v2 run read here
+        self.envelope_lookup = envelope_lookup
+        self._v1 = reading.V1Memo()
+        self._stats_memo = views.StatsMemo()
         self._lock = threading.Lock()
         self._roles = {role: _RoleCache() for role in ROLES}
         self._validator_set = ValidatorSet("none", frozenset(), None)
@@ -256,24 +269,26 @@ class NetworkRefresher:
         if full:
             cache.records = fresh
             cache.full_at = wall
+            for gone in set(cache.verdicts) - set(fresh):
+                del cache.verdicts[gone]
         else:
             cache.records.update(fresh)
         cache.fetched_at = wall
 
     def _verify(self, role: str, cache: _RoleCache) -> VerificationResult:
-        # WandB's default order (newest created first) decides first-seen ties in the stats vote.
-        ordered = sorted(cache.records.values(), key=lambda r: (-_num(r.created_at), r.run_id))
+        """The strict verification (v2 envelope or v1, max age, permit for validators)."""
         return verify_runs(
-            ordered,
+            reading.read_order(cache.records.values()),
             role=role,
             netuid=self.netuid,
             entity_project=self.store.entity_project,
             now=self.clock(),
             max_age=self.max_run_age,
-            trusted=self._validator_set.validators if role == "validator" else None,
+            trusted=self._validator_set.strict_validators if role == "validator" else None,
             registered=self._validator_set.uids if role == "miner" else None,
             last_seq=cache.last_seq,
             verifier=self.verifier,
+            memo=cache.verdicts,
         )
 
     # --- aggregation -------------------------------------------------------------------------
@@ -286,7 +301,8 @@ class NetworkRefresher:
                 rejected[(r, run_id)] = reason
         if role == "validator" or self._validator_views is None:
             self._validator_views = self._aggregate_validators(vset)
-        validator_runs, allocation, penalties, stats, issues = self._validator_views
+        vviews = self._validator_views
+        stats = vviews.network.stats
         miner_issues = views.Issues()
         uids = vset.uids if vset.uids is not None else {s.hotkey: u for u, s in stats.items() if s.hotkey}
         miner_runs = []
@@ -298,9 +314,10 @@ class NetworkRefresher:
             else:
                 miner_runs.append(run)
         specs = views.specs_view(miner_runs, uids, miner_issues)
-        used = Counter(("validator", run.signature) for run in validator_runs)
+        v2_runs = {r.run_id for r in self._roles["validator"].verified.accepted if r.signature == "v2"}
+        used = Counter(("validator", "v2" if r.run_id in v2_runs else "v1_only") for r in vviews.runs)
         used.update(("miner", run.signature) for run in miner_runs)
-        self._count_once(rejected, issues, miner_issues)
+        self._count_once(rejected, vviews.issues, miner_issues)
         old = self._snapshot.status[role]
         status = RoleStatus(self.clock(), duration, True, old.failures)
         self._snapshot = Snapshot(
@@ -312,29 +329,50 @@ class NetworkRefresher:
             rejected=_frozen(Counter((r, reason) for (r, _), reason in rejected.items())),
             rejections_total=_frozen(self._rejections_total),
             bad_input_total=_frozen(self._bad_input_total),
-            allocation=allocation,
-            penalties=penalties,
+            allocation=vviews.network.allocation,
+            penalties=vviews.network.penalties,
             stats=stats,
             specs=tuple(specs),
             mismatches=_frozen(views.claim_mismatches(specs, stats)),
+            divergence=vviews.divergence,
+            crashes=vviews.crashes,
         )
 
     def _aggregate_validators(self, vset: ValidatorSet) -> _ValidatorViews:
-        """The views that depend only on validator runs (reused when only miners refreshed)."""
+        """The network's views from its own reading, the strict ones, and how they differ."""
+        records = list(self._roles["validator"].records.values())
+        self._v1.retain(records)
+        self._stats_memo.retain(r.run_id for r in records)
+        net = reading.read_network(records, vset.validators, self.penalty_authorities, self._v1)
         issues = views.Issues()
-        # One vote per validator: the original counts every run, so a second run would vote twice.
-        runs = self._one_per_hotkey(self._roles["validator"].verified.accepted, issues)
-        allocation = views.allocation_view(runs, vset.uids, issues)
-        # Only trusted, verified runs reach here: an authority must pass the same checks.
-        penalties = views.penalty_view(runs, self.penalty_authorities, issues)
-        stats = views.stats_view(runs, issues)
-        return runs, allocation, penalties, _frozen(stats), issues
-
-    @staticmethod
-    def _one_per_hotkey(runs: list[views.VerifiedRun], issues: views.Issues) -> list[views.VerifiedRun]:
-        """The newest run of each hotkey, in the original (store) order."""
-        keep = {id(run) for run in views.newest_per_hotkey(runs, issues)}
-        return [run for run in runs if id(run) in keep]
+        crashes: Counter[str] = Counter(dict.fromkeys(views.CRASH_REASONS, 0))
+        network = divergence.Views(
+            views.allocation_view(net.trusted, vset.uids, issues),
+            views.penalty_view(
+                net.trusted,
+                self.penalty_authorities,
+                issues,
+                authority_runs=net.authorities,
+                dict_entries=False,
+            ),
+            _frozen(views.stats_view(net.trusted, issues, crashes, self._stats_memo)),
+        )
+        accepted = self._roles["validator"].verified.accepted
+        chosen = views.strict_runs(accepted, self.envelope_lookup or _newest_envelopes(accepted))
+        strict = divergence.Views(
+            views.allocation_view(chosen, vset.uids),
+            views.penalty_view(chosen, self.penalty_authorities),
+            views.stats_view(chosen, memo=self._stats_memo),
+        )
+        reasons = divergence.validator_reasons(
+            net.trusted,
+            vset.strict_validators,
+            self._roles["validator"].verified.rejected,
+            {run.hotkey: run for run in chosen},
+        )
+        return _ValidatorViews(
+            network, net.trusted, issues, _frozen(crashes), divergence.compare(network, strict, reasons)
+        )
 
     def _validators(self, vset: ValidatorSet) -> dict[str, tuple[bool, float]]:
         """Signers of validator runs that are trusted or at least registered.
@@ -381,6 +419,17 @@ class NetworkRefresher:
 
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _newest_envelopes(runs: Iterable[views.VerifiedRun]) -> views.EnvelopeLookup:
+    """The default envelope lookup: each hotkey's newest valid v2 run with content among ``runs``."""
+    newest: dict[str, views.VerifiedRun] = {}
+    for run in runs:
+        if run.signature != "v2" or not views.has_content(run):
+            continue
+        if run.timestamp >= newest.get(run.hotkey, run).timestamp:
+            newest[run.hotkey] = run
+    return newest.get
 
 
 class TimedRefresh:

@@ -213,10 +213,11 @@ def seed_network(
     validator) sign only the old run-id way; the ``tampered`` registered miners before them are
     edited after signing. Validator 0 allocates every third miner
     (validators 1 and 2 co-claim some; validator 2 measures half the GPUs on some) and publishes
-    the penalty checklist (dicts); validator 1 publishes plain-string penalties. Every fifth
-    miner over-claims its GPU count. ``pog_overrides`` ({miner index: (model, count)}) fixes the
-    proven hardware of chosen miners (the rest of the simulation stays as the seed makes it),
-    e.g. so a simulated miner exporter can publish specs its proof-of-GPU confirms.
+    the penalty checklist (plain hotkeys, the shape v1.9.0 applies); validator 1 publishes
+    ``penalized_hotkeys`` too. Every fifth miner over-claims its GPU count. ``pog_overrides``
+    ({miner index: (model, count)}) fixes the proven hardware of chosen miners (the rest of the
+    simulation stays as the seed makes it), e.g. so a simulated miner exporter can publish specs
+    its proof-of-GPU confirms.
     """
     rng = random.Random(seed)
     now = clock()
@@ -263,10 +264,8 @@ def seed_network(
             stats[str(uid)] = _stats_entry(uid, mkey.ss58_address, proven, mkey.ss58_address in mine, now)
         payload: dict[str, Any] = {"stats": stats, "allocated_hotkeys": sorted(mine)}
         if index == 0 and pen_keys:
-            payload["penalized_hotkeys_checklist"] = [
-                {"hotkey": hk, "status_code": PENALTY_CODES[i % len(PENALTY_CODES)], "description": "sim"}
-                for i, hk in enumerate(pen_keys)
-            ]
+            # Plain hotkeys: v1.9.0 compares strings (``hotkey in list``), so dicts would penalize nobody.
+            payload["penalized_hotkeys_checklist"] = list(pen_keys)
         if index == 1 and pen_keys:
             payload["penalized_hotkeys"] = pen_keys[:1]
         run_id = pub.publish(key, "validator", payload, v2=index not in v1_validators)

@@ -1,7 +1,9 @@
 """Who to believe: the current validator set, and which runs verify.
 
-The original trusts a validator run when its v1 signature verifies and the hotkey holds a
-validator permit with enough stake. Here the same rule runs against a :class:`ValidatorSource`
+The original trusts a validator run when its v1 signature verifies and the hotkey's subnet
+stake is strictly above ``validator_permit_stake`` (1.0e4; ``get_valid_validator_hotkeys`` has
+no permit check). That is :attr:`ValidatorSet.validators`; the strict reading also requires a
+validator permit (:attr:`ValidatorSet.strict_validators`). The rule runs against a :class:`ValidatorSource`
 (the chain through bittensor 11 in production, an in-memory table in tests), with two fallbacks
 when the chain cannot be reached: the last good metagraph kept on disk, then a static allowlist.
 Every run then goes through ``exporters.core.signing.verify_run``; a valid fresh v2 envelope
@@ -204,8 +206,10 @@ def load_allowlist(path: str | os.PathLike[str] | None) -> frozenset[str]:
 class ValidatorSet:
     """Trusted validator hotkeys, where they came from, and the registered hotkeys (for uids).
 
-    ``uids`` is None when registrations are unknown (allowlist or nothing); so is ``stakes``
-    (trusted validator -> stake), which readers use to rank validators, e.g. several claimants.
+    ``validators`` follows the original (stake above the threshold, no permit). ``uids`` is None
+    when registrations are unknown (allowlist or nothing); so are ``stakes`` (trusted validator
+    -> stake), which readers use to rank validators, e.g. several claimants, and ``permits``
+    (registered hotkeys holding a validator permit).
     """
 
     source: str
@@ -214,6 +218,12 @@ class ValidatorSet:
     fetched_at: float | None = None
     block: int = 0
     stakes: Mapping[str, float] | None = None
+    permits: frozenset[str] | None = None
+
+    @property
+    def strict_validators(self) -> frozenset[str]:
+        """The strict reading's validators: the original's set, less hotkeys without a permit."""
+        return self.validators if self.permits is None else self.validators & self.permits
 
 
 def _call_with_timeout(func: Callable[[], ChainState], timeout: float) -> tuple[threading.Thread, list[Any]]:
@@ -231,9 +241,13 @@ def _call_with_timeout(func: Callable[[], ChainState], timeout: float) -> tuple[
     return thread, box
 
 
-def validators_from(state: ChainState, min_stake: float) -> frozenset[str]:
-    """Hotkeys with a validator permit and at least ``min_stake`` (the original's 1.0e4)."""
-    return frozenset(hk for hk, n in state.neurons.items() if n.permit and n.stake >= min_stake)
+def validators_from(state: ChainState, min_stake: float, *, require_permit: bool = False) -> frozenset[str]:
+    """Hotkeys whose stake is strictly above ``min_stake``, as the original's
+    ``metagraph.total_stake[uid] > validator_permit_stake`` (1.0e4); it checks no permit.
+    ``require_permit`` also demands a validator permit (the strict reading)."""
+    return frozenset(
+        hk for hk, n in state.neurons.items() if n.stake > min_stake and (n.permit or not require_permit)
+    )
 
 
 @dataclass
@@ -259,6 +273,7 @@ class ValidatorResolver:
                 state.fetched_at,
                 state.block,
                 {hk: state.neurons[hk].stake for hk in validators},
+                frozenset(hk for hk, n in state.neurons.items() if n.permit),
             )
         allow = load_allowlist(self.allowlist_path)
         if allow:
@@ -346,14 +361,16 @@ def trust_flags(prefix: str, default_state_dir: str) -> list[Flag]:
         ),
         Flag(
             f"{prefix}.max-run-age",
-            "Ignore runs whose signed time (v2) or last update (v1) is older than this.",
+            "Strict reading only: ignore runs whose signed time (v2) or last update (v1) is older "
+            "than this (the network's own reading has no age rule).",
             default=DEFAULT_MAX_RUN_AGE,
             convert=positive_duration,
             metavar="DURATION",
         ),
         Flag(
             f"{prefix}.validator-min-stake",
-            "Stake a permitted validator needs to be trusted (the original's validator_permit_stake).",
+            "A validator hotkey is trusted when its stake is strictly above this (the original's "
+            "validator_permit_stake; no permit needed, the strict reading also requires one).",
             default=DEFAULT_MIN_STAKE,
             convert=_non_negative_float,
             metavar="ALPHA",
@@ -438,6 +455,7 @@ def verify_runs(
     registered: Mapping[str, int] | None = None,
     last_seq: dict[str, int] | None = None,
     verifier: Verifier | None = None,
+    memo: dict[str, tuple[Any, Any]] | None = None,
 ) -> VerificationResult:
     """Verify every run of ``role``; keep only fresh ones from trusted signers.
 
@@ -447,6 +465,12 @@ def verify_runs(
     whether or not it verifies. ``last_seq`` (hotkey -> highest v2 sequence seen, updated in place
     by the verifier) rejects an older envelope replayed over a newer one. Age is judged here
     rather than by the verifier so that a stale signer's last update time is still known.
+
+    ``memo`` (run id -> (config object, verdict), kept by the caller) reuses a *valid* verdict
+    while a store hands back the very same config object (it does for an unchanged config): the
+    verdict of identical content cannot change with time (age is judged here, a future
+    ``signed_at`` only becomes acceptable) nor with ``last_seq`` (its seq is what raised it).
+    Rejections are always re-checked.
     """
     from exporters.core.signing import Outcome
 
@@ -456,20 +480,26 @@ def verify_runs(
         if registered is not None and _claimed_hotkey(record) not in registered:
             result.rejected[str(record.run_id)] = "not_registered"
             continue
-        try:
-            check = verify(
-                record,
-                entity_project=entity_project,
-                netuid=netuid,
-                role=role,
-                now=now,
-                max_age=None,
-                last_seq=last_seq,
-            )
-        except Exception as exc:  # noqa: BLE001 - a verifier bug must not sink the refresh
-            log.warning("verifying run %r raised %s; rejected", record.run_id, type(exc).__name__)
-            result.rejected[str(record.run_id)] = "verify_error"
-            continue
+        known = memo.get(record.run_id) if memo is not None else None
+        if known is not None and known[0] is record.config:
+            check = known[1]
+        else:
+            try:
+                check = verify(
+                    record,
+                    entity_project=entity_project,
+                    netuid=netuid,
+                    role=role,
+                    now=now,
+                    max_age=None,
+                    last_seq=last_seq,
+                )
+            except Exception as exc:  # noqa: BLE001 - a verifier bug must not sink the refresh
+                log.warning("verifying run %r raised %s; rejected", record.run_id, type(exc).__name__)
+                result.rejected[str(record.run_id)] = "verify_error"
+                continue
+            if memo is not None and check.outcome != Outcome.REJECTED and isinstance(record.run_id, str):
+                memo[record.run_id] = (record.config, check)
         if check.outcome == Outcome.REJECTED:
             result.rejected[record.run_id] = bounded_reason(check.reason)
             continue

@@ -7,9 +7,12 @@ sink under a bounded reason, which the refresher turns into
 
 ``pick_dominant_dict`` and ``compat_stats_allocated`` reproduce the original validator's
 ``pick_dominant_dict`` / ``get_stats_allocated`` (ni-compute v1.9.0) exactly, including the
-in-place ``own_score = True`` mutation and the "first seen wins" tie-break, except that input
-which crashes the original (a non-integer uid key, ``gpu_specs: null`` in a contested uid) is
-skipped and counted instead.
+in-place ``own_score = True`` mutation, the "first seen wins" tie-break and where its per-run
+``try`` stops reading a run, except that input which crashes the original (a non-integer uid
+key, a contested entry whose ``gpu_specs`` is null or not an object) is skipped and counted
+(``CRASH_REASONS``) instead. Bad values (non-finite or negative scores and GPU counts, null or
+malformed ``gpu_specs``) are counted wherever they are read, contested or not; they keep their
+vote (the network counts them) but are not exported as numbers (see :class:`UidStats`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 # Bounds that keep label cardinality and work per refresh finite whatever a run contains.
 MAX_UID = 4095  # the chain's hard cap on subnet size is 4096 uids
 MAX_LIST_ITEMS = 4096  # allocated/penalized list entries read per run
 MAX_STATS_ENTRIES = 4096  # stats entries read per run
 MAX_LABEL_CHARS = 64
+_MAX_GPUS = 1024  # a GPU count above this is not a real machine
 
 _SS58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{46,48}")
 
@@ -48,6 +54,8 @@ BAD_INPUT_REASONS = (
     "uid_not_integer",
     "uid_out_of_range",
     "score_not_number",
+    "score_not_finite",
+    "score_negative",
     "gpu_specs_null",
     "gpu_specs_invalid",
     "label_value_invalid",
@@ -132,12 +140,21 @@ def allocated_hotkeys(runs: Iterable[VerifiedRun], issues: Issues | None = None)
 
 
 def _bounded_list(run: VerifiedRun, key: str, reason: str, issues: Issues | None) -> list[Any]:
+    """The items the original's ``list.extend(config[key])`` adds, bounded.
+
+    A list gives its items; a dict gives its keys and a string its characters (what ``extend``
+    does with them), both counted as ``reason``; a falsy value nothing. Anything else makes the
+    original's ``extend`` raise inside its per-run ``try``: the run adds nothing.
+    """
     value = run.payload.get(key)
-    if value is None:
+    if not value:
         return []
-    if not isinstance(value, list):
+    if isinstance(value, dict):
         _note(issues, reason, run.run_id)
-        return []
+        value = list(value)
+    elif not isinstance(value, list):
+        _note(issues, reason, run.run_id)
+        return []  # a string's characters are never hotkeys; a number makes extend raise
     if len(value) > MAX_LIST_ITEMS:
         _note(issues, "list_too_long", run.run_id)
         return value[:MAX_LIST_ITEMS]
@@ -213,23 +230,32 @@ class PenaltyView:
 
 
 def penalty_view(
-    runs: Sequence[VerifiedRun], authorities: Iterable[str], issues: Issues | None = None
+    runs: Sequence[VerifiedRun],
+    authorities: Iterable[str],
+    issues: Issues | None = None,
+    *,
+    authority_runs: Sequence[VerifiedRun] | None = None,
+    dict_entries: bool = True,
 ) -> PenaltyView:
-    """Listed and enforced penalties over trusted, verified validator runs.
+    """Listed and enforced penalties.
 
-    Both shapes count as enforced: v1.9.0 compares plain strings, but the checklist has carried
-    dicts before (<= v1.6) and an authority that lists a miner means to penalize it.
+    ``runs`` (trusted validator runs) give the listed penalties. Enforced ones come from the
+    ``penalized_hotkeys_checklist`` of ``authority_runs`` (default: the authorities among
+    ``runs``). The network's reading passes every v1-verified authority run, trusted or not,
+    and ``dict_entries=False``: v1.9.0's ``get_penalized_hotkeys_checklist_bak`` accepts the
+    hardcoded hotkey on its signature alone and compares plain strings (``hotkey in list``), so
+    a dict entry penalizes nobody there. The strict reading requires trust and counts both shapes.
     """
     listed = penalty_listings(runs, issues)
     wanted = frozenset(authorities)
     enforced: set[str] = set()
     seen = False
-    for run in runs:
+    for run in runs if authority_runs is None else authority_runs:
         if run.hotkey not in wanted:
             continue
         seen = True
         for item in _bounded_list(run, ENFORCED_PENALTY_KEY, "penalized_not_list", None):
-            parsed = _penalty_entry(item)
+            parsed = _penalty_entry(item) if dict_entries else (item, "") if is_ss58(item) else None
             if parsed is not None:
                 enforced.add(parsed[0])
     frozen = MappingProxyType({hk: frozenset(pairs) for hk, pairs in sorted(listed.items())})
@@ -287,43 +313,170 @@ class StatsVote:
     run_id: str  # the run the winning entry came from
     reporting: int  # distinct validators with a qualifying entry
     agreeing: int  # qualifying entries whose (gpu_name, num_gpus, score) equals the winner's
-    spread: float  # max - min score among qualifying entries
+    spread: float  # max - min finite score among qualifying entries
+    voters: tuple[str, ...] = ()  # validator hotkeys whose entries voted, first-seen order
 
 
 _Vote = tuple[str, str, dict[str, Any]]  # (validator hotkey, run id, entry)
 
+# Reasons for which the original's get_stats_allocated raises out of its final pass (so a
+# v1.9.0 validator's sync_scores fails): reported as opencompute_network_stats_crashing_inputs.
+CRASH_REASONS = ("uid_not_integer", "gpu_specs_null", "gpu_specs_invalid")
+
+
+def score_problem(score: Any) -> str | None:
+    """Why a published score is a bad value (None if it is a finite number >= 0)."""
+    kind = type(score)
+    if kind is int:
+        return "score_negative" if score < 0 else None
+    if kind is not float:
+        return "score_not_number"  # bool included: True > 0 holds, but it is no score
+    if score != score or score in _INFINITIES:
+        return "score_not_finite"
+    return "score_negative" if score < 0 else None
+
+
+_INFINITIES = (math.inf, -math.inf)
+
+
+def _specs_problem(specs: Any, qualifying: bool) -> str | None:
+    """Why an entry's ``gpu_specs`` is a bad value; null is normal unless the entry votes."""
+    if specs is None:
+        return "gpu_specs_null" if qualifying else None
+    if type(specs) is not dict:
+        return "gpu_specs_invalid"
+    name = specs.get("gpu_name")
+    if name is not None and type(name) is not str:
+        return "gpu_specs_invalid"
+    count = specs.get("num_gpus")
+    if type(count) is int and 0 <= count <= _MAX_GPUS:
+        return None
+    if count is None and not qualifying and "num_gpus" not in specs:
+        return None
+    return None if _count(count) is not None else "gpu_count_invalid"
+
+
+def _read_stats(stats: Any, out: list[tuple[Any, dict[str, Any]]], notes: list[str]) -> None:
+    """One run's step 2 of the original's ``get_stats_allocated``, in its exact order.
+
+    An entry votes iff ``own_score is True``, ``score > 0`` and ``allocated is True`` (tested in
+    that order, short-circuiting). Where the original raises inside its per-run ``try`` the rest
+    of the run is not read (entries already added stay): a non-dict entry (``data.get``), a
+    score that cannot be compared with 0 (``score > 0``), and, after a voting entry was added, a
+    truthy non-dict ``gpu_specs`` (its trace line calls ``(gpu_specs or {}).get``). Every bad
+    value reached is recorded, whether or not the uid is contested.
+    """
+    if not stats:
+        return
+    if not isinstance(stats, dict):  # stats.items() raises: the run adds nothing
+        notes.append("stats_not_object")
+        return
+    items: Iterable[tuple[Any, Any]] = stats.items()
+    if len(stats) > MAX_STATS_ENTRIES:
+        notes.append("stats_too_many_entries")
+        items = list(items)[:MAX_STATS_ENTRIES]
+    for uid, data in items:
+        if type(data) is not dict:
+            notes.append("stats_entry_not_object")
+            return
+        score = data.get("score", 0)
+        if type(score) is not int or score < 0:
+            problem = score_problem(score)
+            if problem is not None:
+                notes.append(problem)
+        positive = False
+        if data.get("own_score") is True:
+            try:
+                positive = score > 0
+            except Exception:  # noqa: BLE001 - the original's per-run except: stop reading the run
+                return
+        qualifying = positive and data.get("allocated") is True
+        specs = data.get("gpu_specs")
+        if specs is not None or qualifying:
+            problem = _specs_problem(specs, qualifying)
+            if problem is not None:
+                notes.append(problem)
+        if not qualifying:
+            continue
+        out.append((uid, data))
+        if specs and type(specs) is not dict:  # the trace line's ``(gpu_specs or {}).get`` raises
+            return
+
+
+_Read = tuple[list[tuple[Any, dict[str, Any]]], list[str]]  # (voting (uid, entry) pairs, bad values)
+
+
+class StatsMemo:
+    """Per-run results of :func:`_read_stats`, reused while a run's stats stay the same.
+
+    A refresh re-reads every validator run, but most runs' ``stats`` have not changed since the
+    last one (validators rewrite them every ~20 minutes), and the strict reading reads the signed
+    copy of the same content again. "The same" must mean the same JSON value, because ``True``
+    and ``1`` or ``1`` and ``1.0`` read differently (``is True``, vote keys): a hit needs the
+    same object, or ``==`` (which tells NaN apart) and equal orjson bytes (which tell
+    ``True``/``1``, ``1``/``1.0``, ``0.0``/``-0.0`` and key order apart).
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, list[tuple[Any, bytes, _Read]]] = {}
+        self.hits = self.misses = 0
+
+    def read(self, run_id: str, stats: Any) -> _Read:
+        known = self._runs.setdefault(run_id, [])
+        dumped: bytes | None = None
+        for obj, blob, result in known:
+            if obj is stats:
+                self.hits += 1
+                return result
+            if dumped is None:
+                dumped = _dumped(stats)
+            if dumped and blob == dumped and obj == stats:
+                self.hits += 1
+                return result
+        self.misses += 1
+        pairs: list[tuple[Any, dict[str, Any]]] = []
+        notes: list[str] = []
+        _read_stats(stats, pairs, notes)
+        result = (pairs, notes)
+        blob = dumped if dumped is not None else _dumped(stats)
+        if blob:
+            known.insert(0, (stats, blob, result))
+            del known[2:]  # the network's copy and the signed copy
+        return result
+
+    def retain(self, run_ids: Iterable[str]) -> None:
+        """Forget runs no longer read."""
+        keep = set(run_ids)
+        for run_id in [r for r in self._runs if r not in keep]:
+            del self._runs[run_id]
+
+
+def _dumped(stats: Any) -> bytes:
+    try:
+        return orjson.dumps(stats)
+    except (TypeError, orjson.JSONEncodeError):
+        return b""  # not cacheable: read every time
+
 
 def _collect(
-    runs: Iterable[tuple[str, Any]], issues: Issues | None, run_ids: Sequence[str] | None
+    runs: Iterable[tuple[str, Any]],
+    issues: Issues | None,
+    run_ids: Sequence[str] | None,
+    memo: StatsMemo | None = None,
 ) -> dict[str, list[_Vote]]:
     """Step 2 of the original: uid string -> [(validator, run id, entry)] in first-seen order."""
     aggregator: dict[str, list[_Vote]] = {}
     for index, (validator, stats) in enumerate(runs):
         run_id = run_ids[index] if run_ids is not None else ""
-        if not stats:
-            continue
-        if not isinstance(stats, dict):
-            _note(issues, "stats_not_object", run_id)
-            continue
-        items = list(stats.items())
-        if len(items) > MAX_STATS_ENTRIES:
-            _note(issues, "stats_too_many_entries", run_id)
-            items = items[:MAX_STATS_ENTRIES]
-        for uid, data in items:
-            if type(data) is not dict:
-                _note(issues, "stats_entry_not_object", run_id)
-                continue
-            # The original's filter (identity checks reject truthy non-bools); allocated is tested
-            # first only because it rejects most entries, which does not change the outcome.
-            if data.get("allocated") is not True or data.get("own_score") is not True:
-                continue
-            try:
-                positive = data.get("score", 0) > 0
-            except TypeError:  # where the original raises (and drops the rest of the run)
-                _note(issues, "score_not_number", run_id)
-                continue
-            if positive:
-                aggregator.setdefault(uid, []).append((validator, run_id, data))
+        if memo is not None and run_id:
+            pairs, notes = memo.read(run_id, stats)
+        else:
+            pairs, notes = [], []
+            _read_stats(stats, pairs, notes)
+        for reason in notes:
+            _note(issues, reason, run_id)
+        for uid, data in pairs:
+            aggregator.setdefault(uid, []).append((validator, run_id, data))
     return aggregator
 
 
@@ -341,32 +494,31 @@ def _contestable(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def _uid_int(uid: Any, issues: Issues | None, run_ids: Iterable[str]) -> int | None:
+def _uid_int(uid: Any) -> int | str:
+    """The uid as the original's ``int(uid_str)`` reads it, or why it cannot be exported."""
     try:
         value = int(uid)
     except (TypeError, ValueError, OverflowError):
-        reason = "uid_not_integer"
-    else:
-        if 0 <= value <= MAX_UID:
-            return value
-        reason = "uid_out_of_range"
-    for run_id in set(run_ids):
-        _note(issues, reason, run_id)
-    return None
+        return "uid_not_integer"
+    return value if 0 <= value <= MAX_UID else "uid_out_of_range"
 
 
 def stats_votes(
     runs: Iterable[tuple[str, Any]],
     issues: Issues | None = None,
     run_ids: Sequence[str] | None = None,
+    crashes: Counter[str] | None = None,
+    memo: StatsMemo | None = None,
 ) -> dict[int, StatsVote]:
     """uid -> dominant entry plus agreement figures, over ``(validator_hotkey, stats)`` pairs.
 
-    ``runs`` must be in store order (newest run first, like WandB's default ``-created_at``),
-    because first-seen order breaks ties.
+    ``runs`` must be in the original's read order (``api.runs`` default, see
+    :data:`exporters.network.reading.ORIGINAL_ORDER`), because first-seen order breaks ties.
+    Where the original raises (a contested entry ``pick_dominant_dict`` cannot key, a
+    non-integer uid), the entry or uid is skipped and the reason added to ``crashes``.
     """
     votes: dict[int, StatsVote] = {}
-    for uid_str, pairs in _collect(runs, issues, run_ids).items():
+    for uid_str, pairs in _collect(runs, issues, run_ids, memo).items():
         pairs = [p for p in pairs if p[2].get("score", 0) != 0]
         if len(pairs) > 1:
             kept = []
@@ -374,28 +526,37 @@ def stats_votes(
                 problem = _contestable(pair[2])
                 if problem is None:
                     kept.append(pair)
-                else:
-                    _note(issues, problem, pair[1])
+                elif crashes is not None:
+                    crashes[problem] += 1
             pairs = kept
         if not pairs:
             continue
-        uid = _uid_int(uid_str, issues, (p[1] for p in pairs))
-        if uid is None:
+        uid = _uid_int(uid_str)
+        if isinstance(uid, str):
+            if uid == "uid_not_integer" and crashes is not None:
+                crashes[uid] += 1
+            for run_id in dict.fromkeys(p[1] for p in pairs):
+                _note(issues, uid, run_id)
             continue
-        entries = [entry for _, _, entry in pairs]
-        if len(entries) == 1:
-            winner = entries[0]
-            winner["own_score"] = True
-            agreeing = 1
-        else:
-            winner = pick_dominant_dict(entries)
-            chosen = _vote_key(winner)
-            agreeing = sum(1 for entry in entries if _vote_key(entry) == chosen)
-        run_id = next(p[1] for p in pairs if p[2] is winner)
-        scores = [_as_float(entry.get("score", 0)) for entry in entries]
-        spread = max(scores) - min(scores) if len(scores) > 1 else 0.0
-        votes[uid] = StatsVote(uid, winner, run_id, len({p[0] for p in pairs}), agreeing, spread)
+        votes[uid] = _vote(uid, pairs)
     return votes
+
+
+def _vote(uid: int, pairs: list[_Vote]) -> StatsVote:
+    entries = [entry for _, _, entry in pairs]
+    if len(entries) == 1:
+        winner = entries[0]
+        winner["own_score"] = True
+        agreeing = 1
+    else:
+        winner = pick_dominant_dict(entries)
+        chosen = _vote_key(winner)
+        agreeing = sum(1 for entry in entries if _vote_key(entry) == chosen)
+    run_id = next(p[1] for p in pairs if p[2] is winner)
+    scores = [x for x in (_as_float(e.get("score", 0)) for e in entries) if math.isfinite(x)]
+    spread = max(scores) - min(scores) if len(scores) > 1 else 0.0
+    voters = tuple(dict.fromkeys(p[0] for p in pairs))
+    return StatsVote(uid, winner, run_id, len(voters), agreeing, spread, voters)
 
 
 def compat_stats_allocated(
@@ -404,8 +565,8 @@ def compat_stats_allocated(
     """The original's ``get_stats_allocated`` result: ``{uid_int: winning entry dict}``.
 
     ``runs`` are ``(validator_hotkey, stats)`` pairs of trusted, verified validator runs in
-    store order. Where the original raises (``int("x")``, ``None.get``), this skips the entry
-    and records why.
+    the original's read order. Where the original raises (``int("x")``, ``None.get``), this
+    skips the entry and records why.
     """
     return {uid: vote.entry for uid, vote in stats_votes(runs, issues).items()}
 
@@ -419,22 +580,35 @@ def _as_float(value: Any) -> float:
 
 @dataclass(frozen=True)
 class UidStats:
-    """What the network exporter publishes per uid from the dominant entry."""
+    """What the network exporter publishes per uid from the dominant entry.
+
+    ``score`` is None where the winning score is a bad value (non-finite, negative, not a
+    number) and ``gpu_count`` None where the GPU count is not a sane integer: those series are
+    left out rather than exported as ``+Inf`` or ``-8``. ``entry`` is the winning dict itself.
+    """
 
     uid: int
     hotkey: str
     gpu_name: str
     gpu_count: float | None
-    score: float
+    score: float | None
     reporting: int
     agreeing: int
     spread: float
+    entry: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    run_id: str = field(default="", compare=False)
+    voters: tuple[str, ...] = field(default=(), compare=False)
 
 
-def stats_view(runs: Sequence[VerifiedRun], issues: Issues | None = None) -> dict[int, UidStats]:
-    """Dominant stats per uid over trusted validator runs (in store order), label-safe."""
+def stats_view(
+    runs: Sequence[VerifiedRun],
+    issues: Issues | None = None,
+    crashes: Counter[str] | None = None,
+    memo: StatsMemo | None = None,
+) -> dict[int, UidStats]:
+    """Dominant stats per uid over trusted validator runs (in read order), label-safe."""
     pairs = [(run.hotkey, run.payload.get("stats")) for run in runs]
-    votes = stats_votes(pairs, issues, [run.run_id for run in runs])
+    votes = stats_votes(pairs, issues, [run.run_id for run in runs], crashes, memo)
     out: dict[int, UidStats] = {}
     for uid, vote in sorted(votes.items()):
         entry = vote.entry
@@ -445,15 +619,19 @@ def stats_view(runs: Sequence[VerifiedRun], issues: Issues | None = None) -> dic
             _note(issues, "hotkey_invalid", vote.run_id)
             hotkey = ""
         name = specs.get("gpu_name")
+        score = entry.get("score", 0)
         out[uid] = UidStats(
             uid=uid,
             hotkey=hotkey or "",
-            gpu_name=clean_label(name, issues, vote.run_id) if name is not None else "",
+            gpu_name=clean_label(name, issues, vote.run_id) if isinstance(name, str) else "",
             gpu_count=_count(specs.get("num_gpus")),
-            score=_as_float(entry.get("score", 0)),
+            score=None if score_problem(score) else float(score),
             reporting=vote.reporting,
             agreeing=vote.agreeing,
             spread=vote.spread,
+            entry=entry,
+            run_id=vote.run_id,
+            voters=vote.voters,
         )
     return out
 
@@ -464,7 +642,7 @@ def _count(value: Any) -> float | None:
         return None
     if isinstance(value, float) and not value.is_integer():
         return None
-    return float(value) if 0 <= value <= 1024 else None
+    return float(value) if 0 <= value <= _MAX_GPUS else None
 
 
 # --- miner specs ----------------------------------------------------------------------------
@@ -493,6 +671,28 @@ def newest_per_hotkey(runs: Iterable[VerifiedRun], issues: Issues | None = None)
         if older is current:
             best[run.hotkey] = run
     return list(best.values())
+
+
+EnvelopeLookup = Callable[[str], "VerifiedRun | None"]
+
+
+# The keys the validator views read; the original's filters only return runs that have one.
+CONTENT_KEYS = ("stats", "allocated_hotkeys", "penalized_hotkeys", "penalized_hotkeys_checklist")
+
+
+def has_content(run: VerifiedRun) -> bool:
+    """Whether a validator run carries anything the views read (else no reader returns it)."""
+    return any(key in run.payload for key in CONTENT_KEYS)
+
+
+def strict_runs(runs: Iterable[VerifiedRun], envelope_of: EnvelopeLookup | None = None) -> list[VerifiedRun]:
+    """The strict reading's one run per hotkey: the hotkey's signed v2 envelope when
+    ``envelope_of`` has one (wherever it is stored), else its newest verified run with content."""
+    out = []
+    for run in newest_per_hotkey(r for r in runs if has_content(r)):
+        envelope = envelope_of(run.hotkey) if envelope_of is not None else None
+        out.append(envelope if envelope is not None else run)
+    return out
 
 
 def gpu_claim(specs: Any) -> tuple[str, float] | str:

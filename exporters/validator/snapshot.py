@@ -610,9 +610,13 @@ class _BigTable:
 class _PogTable(_BigTable):
     """``pog_stats`` per hotkey: (rows, newest created_at, newest success's name/count/created_at).
 
-    The newest row is the highest ``id`` (AUTOINCREMENT: never reused), so rows appended after
-    the watermark are newer than every row in the state: merging takes the new newest row, the
-    new newest success when there is one, and adds the counts.
+    The newest row is the highest ``id`` (AUTOINCREMENT: never reused). The newest *success* is
+    the row the original's ``get_pog_specs`` returns (``WHERE gpu_name IS NOT NULL AND num_gpus
+    IS NOT NULL ORDER BY created_at DESC LIMIT 1``): the latest ``created_at``, and among rows of
+    the same second (``CURRENT_TIMESTAMP`` has 1 s resolution) the **oldest**, lowest ``id``,
+    which is what SQLite's sorter returns for that query (checked against SQLite in
+    tests/validator/test_validator_snapshot.py). Rows appended after the watermark have higher
+    ids, so merging keeps the old success on a tie and takes a new one only when it is later.
     """
 
     name, key = "pog_stats", "id"
@@ -624,23 +628,34 @@ class _PogTable(_BigTable):
             PogStats.hotkey,
             fn.COUNT(SQL("*")).alias("n"),
             fn.MAX(PogStats.id).alias("last_id"),
-            fn.MAX(Case(None, [(success, PogStats.id)])).alias("ok_id"),
         )
+        order = [PogStats.created_at.desc(), PogStats.id.asc()]
+        ranked = PogStats.select(
+            PogStats.hotkey.alias("hk"),
+            PogStats.id.alias("rid"),
+            fn.ROW_NUMBER().over(partition_by=[PogStats.hotkey], order_by=order).alias("rk"),
+        ).where(success)
         if after is not None:
             agg = agg.where(PogStats.id > after)
+            ranked = ranked.where(PogStats.id > after)
         agg = agg.group_by(PogStats.hotkey).cte("agg")
+        ranked = ranked.cte("ranked")
         last, good = PogStats.alias("last"), PogStats.alias("good")
+        on_rank = (ranked.c.hk == agg.c.hotkey) & (ranked.c.rk == 1)
         return (
             agg.select_from(
                 agg.c.hotkey, agg.c.n, last.created_at, good.gpu_name, good.num_gpus, good.created_at
             )
             .join(last, on=(last.id == agg.c.last_id))
-            .join(good, JOIN.LEFT_OUTER, on=(good.id == agg.c.ok_id))
+            .join(ranked, JOIN.LEFT_OUTER, on=on_rank)
+            .join(good, JOIN.LEFT_OUTER, on=(good.id == ranked.c.rid))
+            .with_cte(agg, ranked)
         )
 
     def merge(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
         # A success row has non-NULL gpu_name and num_gpus; the LEFT JOIN gives NULLs when none.
-        good = new[2:5] if new[2] is not None else old[2:5]
+        later = new[2] is not None and (old[2] is None or _sqlite_order(new[4]) > _sqlite_order(old[4]))
+        good = new[2:5] if later else old[2:5]
         return (old[0] + new[0], new[1], *good)
 
     def derive(self, state: Mapping[Any, tuple[Any, ...]], bad: _Invalid) -> dict[str, PogSummary]:

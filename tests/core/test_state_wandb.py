@@ -1,4 +1,4 @@
-"""The WandB state store: real offline writes, real ``wandb.Api`` reads against a fake GraphQL server."""
+"""The WandB state store: real offline writes, its GraphQL reads against a fake GraphQL server."""
 
 from __future__ import annotations
 

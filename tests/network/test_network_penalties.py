@@ -1,7 +1,9 @@
 """Listed vs enforced penalties: only a penalty authority's verified checklist costs a miner rewards.
 
 The original v1.9.0 validator zeroes the score of the miners on ``penalized_hotkeys_checklist``
-published by one hardcoded validator hotkey (NI's); every other penalty list is informational.
+published by one hardcoded validator hotkey (NI's), accepted on its v1 signature alone and
+compared as plain strings; every other penalty list is informational. The strict reading also
+asks the authority to be a trusted validator with an intact v2 envelope, and reads both shapes.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def scrape(r: NetworkRefresher) -> dict[tuple[str, tuple], float]:
     }
 
 
-def test_a_miner_on_the_authoritys_checklist_is_enforced_in_either_shape(store, clock, tmp_path):
+def test_the_network_enforces_plain_checklist_hotkeys_and_the_strict_reading_both_shapes(
+    store, clock, tmp_path
+):
     publish(
         store,
         clock,
@@ -81,12 +85,13 @@ def test_a_miner_on_the_authoritys_checklist_is_enforced_in_either_shape(store, 
     r = refresher(store, clock, tmp_path)
     assert r.refresh("validator")
     view = r.snapshot.penalties
-    assert view.enforced == {MINERS[0], MINERS[1]}
+    assert view.enforced == {MINERS[1]}  # v1.9.0: ``hotkey in list`` never equals a dict entry
     assert view.authority_seen is True
     assert view.listed[MINERS[0]] == {(CHECKLIST, "PORT_CLOSED")}
+    assert r.snapshot.divergence.counts["penalty"] == 1  # the strict reading enforces MINERS[0] too
     samples = scrape(r)
-    assert samples[("opencompute_network_miner_penalty_enforced", (("hotkey", MINERS[0]),))] == 1
-    assert samples[("opencompute_network_miners_penalty_enforced", ())] == 2
+    assert samples[("opencompute_network_miner_penalty_enforced", (("hotkey", MINERS[1]),))] == 1
+    assert samples[("opencompute_network_miners_penalty_enforced", ())] == 1
     assert samples[("opencompute_network_penalty_authority_seen", ())] == 1
     key0 = (("hotkey", MINERS[0]), ("list", CHECKLIST), ("status_code", "PORT_CLOSED"))
     assert samples[("opencompute_network_miner_penalized", key0)] == 1
@@ -128,26 +133,35 @@ def test_the_same_listing_from_several_validators_is_one_series_per_hotkey_statu
     ]
 
 
-def test_an_authority_run_altered_after_signing_enforces_nothing(store, clock, tmp_path):
+def test_an_authority_run_altered_after_signing_is_enforced_by_the_network_but_not_the_strict_reading(
+    store, clock, tmp_path
+):
     rec = publish(store, clock, AUTHORITY, {CHECKLIST: [MINERS[0]]}, "auth")
     rec.config[ENVELOPE_KEY]["payload"][CHECKLIST].append(MINERS[1])  # a forged addition
     publish(store, clock, OTHER, {CHECKLIST: [MINERS[2]]}, "other")
     r = refresher(store, clock, tmp_path)
     assert r.refresh("validator")
     view = r.snapshot.penalties
-    assert view.enforced == frozenset()
-    assert view.authority_seen is False
-    assert set(view.listed) == {MINERS[2]}
+    assert view.enforced == {MINERS[0]}  # the original reads the top level, on the v1 signature
+    assert view.authority_seen is True
+    assert set(view.listed) == {MINERS[0], MINERS[2]}
     assert r.snapshot.rejected[("validator", "tampered")] == 1
+    div = r.snapshot.divergence
+    assert div.counts["penalty"] == 1
+    assert div.validators[key(AUTHORITY).ss58_address] == ("tampered",)
 
 
-def test_an_authority_that_is_not_a_trusted_validator_enforces_nothing(store, clock, tmp_path):
+def test_an_authority_below_the_stake_rule_is_enforced_by_the_network_but_not_the_strict_reading(
+    store, clock, tmp_path
+):
     publish(store, clock, LOW, {CHECKLIST: [MINERS[0]]}, "low")
     r = refresher(store, clock, tmp_path, authorities=(key(LOW).ss58_address,))
     assert r.refresh("validator")
-    assert r.snapshot.penalties.enforced == frozenset()
-    assert r.snapshot.penalties.authority_seen is False
-    assert scrape(r)[("opencompute_network_penalty_authority_seen", ())] == 0
+    assert r.snapshot.penalties.enforced == {MINERS[0]}  # _bak trusts its hardcoded hotkey as such
+    assert r.snapshot.penalties.authority_seen is True
+    assert r.snapshot.penalties.listed == {}  # listing needs a trusted validator
+    assert r.snapshot.divergence.counts["penalty"] == 1
+    assert scrape(r)[("opencompute_network_penalty_authority_seen", ())] == 1
 
 
 def test_lifting_the_authoritys_penalty_ends_the_enforcement(store, clock, tmp_path):

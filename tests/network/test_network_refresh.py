@@ -168,14 +168,22 @@ def test_an_aggregation_bug_keeps_the_previous_snapshot(store, network, resolver
     assert r.snapshot.stats is before.stats and r.snapshot.status["validator"].failures == {"error": 1}
 
 
-def test_runs_past_the_max_age_are_excluded_and_counted_as_stale(store, network, resolver, clock):
+def test_runs_past_the_max_age_still_count_for_the_network_and_are_stale_for_the_strict_reading(
+    store, network, resolver, clock
+):
     r = make(store, resolver, clock, max_run_age=DAY)
     r.refresh("validator")
     assert r.snapshot.rejected.get(("validator", "stale"), 0) == 0
+    claims = dict(r.snapshot.allocation.claims)
+    assert claims and r.snapshot.divergence.counts["allocation"] == 0
     clock.advance(2 * DAY)  # the chain still lists them as validators, but nobody re-signed
     r.refresh("validator")
     assert r.snapshot.rejected[("validator", "stale")] == 5  # 4 trusted + the low-stake one
-    assert r.snapshot.allocation.claims == {}
+    assert dict(r.snapshot.allocation.claims) == claims  # the original has no age rule
+    div = r.snapshot.divergence
+    assert div.counts["allocation"] == len(claims)  # the strict reading allocates nobody
+    assert set(div.validators) == set(network.validator_hotkeys)
+    assert all(reasons == ("stale",) for reasons in div.validators.values())
     assert all(ts < clock() - DAY for _, ts in r.snapshot.validators.values())
 
 
@@ -216,9 +224,9 @@ def _hostile_runs(now: float) -> list:
                 "stats": {
                     "abc": dict(contested),
                     "107": {"gpu_specs": None, "score": 60, "own_score": True, "allocated": True},
-                    "108": "junk",
-                    "109": {"score": [1], "own_score": True, "allocated": True},
                     "110": {**contested, "gpu_specs": {"gpu_name": "\u202e\x00" + "Z" * 300, "num_gpus": 1}},
+                    "108": "junk",  # the original stops reading this run here (data.get raises)
+                    "109": {"score": [1], "own_score": True, "allocated": True},  # never read
                 },
                 "allocated_hotkeys": "not a list",
                 "penalized_hotkeys": [None, {"hotkey": 3}],
@@ -228,7 +236,17 @@ def _hostile_runs(now: float) -> list:
             created_at=now,
         ),
         record(
-            v1, "validator", {"stats": {"107": dict(contested)}}, run_id="hostile1", now=now, created_at=now
+            v1,
+            "validator",
+            {
+                "stats": {
+                    "107": dict(contested),
+                    "111": {"score": "high", "own_score": True, "allocated": True},
+                }
+            },
+            run_id="hostile1",
+            now=now,
+            created_at=now,
         ),
         record("//validator3", "validator", {"stats": ["x"]}, run_id="hostile2", now=now, created_at=now - 1),
         record("//validator2", "validator", {"huge": "x" * 600_000}, run_id="hostile3", now=now),
@@ -263,6 +281,8 @@ def test_hostile_input_never_crashes_a_refresh_and_is_counted_once_per_run_versi
     assert set(bad) == set(BAD_INPUT_REASONS)
     assert r.snapshot.stats[107].score == 50  # the null-specs vote was dropped, the other kept
     assert r.snapshot.stats[107].reporting == 1
+    # the original raises on both (int("abc"), None.get in pick_dominant_dict): v1.9.0 validators fail
+    assert r.snapshot.crashes == {"uid_not_integer": 1, "gpu_specs_null": 1, "gpu_specs_invalid": 0}
     first = dict(bad)
     clock.advance(60)
     r.refresh("validator")

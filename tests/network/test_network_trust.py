@@ -149,9 +149,24 @@ def _state(*rows: tuple[str, int, bool, float]) -> ChainState:
     )
 
 
-def test_validators_need_a_permit_and_at_least_the_minimum_stake():
-    state = _state(("//a", 0, True, 1.0e4), ("//b", 1, True, 9_999.9), ("//c", 2, False, 1e6))
-    assert validators_from(state, 1.0e4) == {key("//a").ss58_address}
+def test_validators_need_stake_strictly_above_the_threshold_and_no_permit_like_the_original():
+    rows = (
+        ("//a", 0, True, 1.0e4),
+        ("//b", 1, True, 9_999.9),
+        ("//c", 2, False, 1e6),
+        ("//d", 3, True, 10_000.5),
+    )
+    state = _state(*rows)
+    # get_valid_validator_hotkeys: metagraph.total_stake[uid] > validator_permit_stake, no permit check
+    assert validators_from(state, 1.0e4) == {key("//c").ss58_address, key("//d").ss58_address}
+    assert validators_from(state, 1.0e4, require_permit=True) == {key("//d").ss58_address}
+
+
+def test_the_strict_validator_set_also_requires_a_permit(tmp_path):
+    source = StaticValidatorSource(_state(("//a", 0, True, 2e4), ("//c", 2, False, 1e6)))
+    vset = ValidatorResolver(source, MetagraphCache(tmp_path)).resolve(27)
+    assert vset.validators == {key("//a").ss58_address, key("//c").ss58_address}
+    assert vset.strict_validators == {key("//a").ss58_address}
 
 
 def test_the_chain_is_used_first_and_its_metagraph_is_kept_on_disk(tmp_path):

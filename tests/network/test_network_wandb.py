@@ -1,4 +1,4 @@
-"""The network exporter over the real ``wandb.Api`` client, against the fake GraphQL server."""
+"""The network exporter over the WandB store's GraphQL reads, against the fake GraphQL server."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def test_each_refresh_is_one_paginated_query_and_sees_changes_made_upstream(wand
     assert refresher.refresh("validator") and refresher.refresh("miner")
     assert server.requests["Runs"] == 2
     assert refresher.snapshot.runs[("validator", "v2")] == 3
+    claims = dict(refresher.snapshot.allocation.claims)
     victim = net.validator_hotkeys[1]
     run = next(r for r in server.runs if r.display_name == f"validator-{victim}")
     forged = copy.deepcopy(run.config)
@@ -52,7 +53,24 @@ def test_each_refresh_is_one_paginated_query_and_sees_changes_made_upstream(wand
     assert refresher.refresh("validator")
     assert server.requests["Runs"] == 3  # a fresh query, not the client's cached answer
     assert refresher.snapshot.rejected[("validator", "tampered")] == 1
-    assert refresher.snapshot.runs[("validator", "v2")] == 2
+    runs = refresher.snapshot.runs  # the network still counts the run (its v1 signature holds)
+    assert (runs[("validator", "v2")], runs[("validator", "v1_only")]) == (2, 1)
+    div = refresher.snapshot.divergence
+    assert div.validators[victim] == ("tampered",)
+    assert dict(refresher.snapshot.allocation.claims) == claims  # its top level did not change
+
+
+def test_an_unchanged_config_is_handed_back_as_the_same_object_and_a_changed_one_is_not(wandb_network):
+    refresher, server, _, _ = wandb_network
+    store = refresher.store
+    first = {r.run_id: r.config for r in store.read_runs("validator", 27)}
+    victim = next(r for r in server.runs if r.display_name.startswith("validator-"))
+    server.add_run(victim.run_id, victim.display_name, {**victim.config, "version": 191})
+    again = {r.run_id: r.config for r in store.read_runs("validator", 27)}
+    assert again[victim.run_id] is not first[victim.run_id]
+    assert again[victim.run_id]["version"] == 191
+    others = [run_id for run_id in first if run_id != victim.run_id]
+    assert others and all(again[run_id] is first[run_id] for run_id in others)
 
 
 def test_a_wandb_outage_keeps_the_last_snapshot_and_reports_failure(wandb_network):
@@ -65,3 +83,23 @@ def test_a_wandb_outage_keeps_the_last_snapshot_and_reports_failure(wandb_networ
     assert after.stats is before.stats
     assert after.status["validator"].success is False
     assert after.status["validator"].failures == {"timeout": 1}  # the store's bounded reason
+
+
+def test_a_transient_outage_shorter_than_the_timeout_is_retried_through(tmp_path):
+    import threading
+
+    server = FakeWandbGraphQL()
+    server.start()
+    server.add_run("v0000001", "validator-x", {"role": "validator", "config": {"netuid": 27}})
+    store = WandbStateStore(
+        base_url=server.base_url, api_key="k" * 40, timeout=10.0, db_path=str(tmp_path / "s.db")
+    )
+    try:
+        assert [r.run_id for r in store.read_runs("validator", 27)] == ["v0000001"]
+        server.down(503)
+        threading.Timer(0.6, server.up).start()
+        assert [r.run_id for r in store.read_runs("validator", 27)] == ["v0000001"]
+        assert server.requests["Runs"] >= 3  # the first read, at least one refused try, the success
+    finally:
+        store.close()
+        server.stop()

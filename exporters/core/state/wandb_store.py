@@ -20,11 +20,15 @@ the newest run with that name): it re-reads the server's config, changes only ou
 after the write checks that no other key changed; if one did (the neuron wrote in between),
 the publish fails with reason ``conflict``.
 
-Reads use the public API with the original's server-side filters (``config.role``,
-``config.config.netuid``, ``{"config.<key>": {"$exists": true}}``, ``state: running``), but
-with explicit timeouts, full pages (``lazy=False``: one request per page instead of one per
-run) and a bounded ``per_page``. Every failure becomes :class:`StoreUnavailable` with a bounded
-reason (``timeout``, ``auth``, ``rejected``, ``unavailable``, ``unconfirmed``, ``conflict``,
+Reads use WandB's public GraphQL ``Runs`` query with the original's server-side filters
+(``config.role``, ``config.config.netuid``, ``{"config.<key>": {"$exists": true}}``, ``state:
+running``), sent over plain HTTPS (:mod:`exporters.core.state.wandb_graphql`: in wandb 0.31
+every ``wandb.Api`` call goes through the Go wandb-core process, which cost more CPU than the
+whole refresh), asking only for the six fields a record needs, one request per page of a bounded
+``per_page``, with explicit timeouts. A config whose raw JSON is unchanged since the last read
+is not parsed again: the same dict is handed back (readers must treat configs as read-only).
+Every failure becomes :class:`StoreUnavailable` with a bounded reason (``timeout``, ``auth``,
+``rejected``, ``unavailable``, ``unconfirmed``, ``conflict``,
 ``error``).
 
 Traps handled here (see shared/reference/environment-notes.md):
@@ -41,6 +45,7 @@ Traps handled here (see shared/reference/environment-notes.md):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import netrc
@@ -58,6 +63,7 @@ from exporters.core.config import ConfigError
 from exporters.core.signing import canonical, normalize
 from exporters.core.state.base import RequestCounts, RunRecord, StoreError, StoreUnavailable
 from exporters.core.state.naming import envelope_of, exporter_filters, run_name
+from exporters.core.state.wandb_graphql import VIEWER_QUERY, GraphQLClient, loads
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +146,12 @@ class WandbStateStore:
         self._lock = threading.RLock()
         self._requests = RequestCounts()
         self._runs: dict[Any, Any] = {}
-        self._api: Any = None
+        self._api: Any = None  # the light GraphQL reader (exporters.core.state.wandb_graphql)
+        self._write_api: Any = None  # wandb.Api: writes, and the reads that confirm them
         self._prefetched: tuple[str, Any, float] | None = None
+        # run id -> (raw config JSON, parsed config): an unchanged config is not parsed again, and
+        # readers get the same object back (their own per-run memos then hit by identity)
+        self._parsed: dict[str, tuple[str, dict[str, Any]]] = {}
         path = os.path.expanduser(db_path)
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -330,7 +340,7 @@ class WandbStateStore:
 
     def _fetch(self, run_id: str, operation: str = "read") -> Any:
         """``api.run(path)`` with a fresh cache; None when the run does not exist."""
-        api = self._client()
+        api = self._writer()
         api.flush()
         self._count(operation)
         try:
@@ -343,7 +353,7 @@ class WandbStateStore:
             raise _map_error(exc, operation) from exc
 
     def _create(self, run_id: str) -> Any:
-        api = self._client()
+        api = self._writer()
         self._count("create")
         try:
             return api.create_run(run_id=run_id, project=self.project, entity=self.entity)
@@ -415,7 +425,7 @@ class WandbStateStore:
         import wandb
 
         self._runs.clear()
-        self._api = None  # its connection belongs to the old service process
+        self._write_api = None  # its connection belongs to the old service process
         try:
             wandb.teardown()
         except Exception as exc:  # noqa: BLE001 - the next init starts a fresh service anyway
@@ -435,20 +445,39 @@ class WandbStateStore:
             )
         return None
 
-    def _client(self) -> Any:
-        if self._api is not None:
-            return self._api
+    def _writer(self) -> Any:
+        """``wandb.Api`` for the write path: its ``Run.update()`` sends the ``UpsertBucket`` whose
+        answer, and the read-back after it, make a publish acknowledged."""
+        if self._write_api is not None:
+            return self._write_api
         if not self._api_key:
-            raise StoreUnavailable("no WandB API key configured for reads", reason="auth")
+            raise StoreUnavailable("no WandB API key configured for writes", reason="auth")
         import wandb
 
         overrides = {"base_url": self.base_url} if self.base_url else {}
         self._count("auth")  # Api() verifies credentials with a Viewer query
         try:
-            self._api = wandb.Api(overrides=overrides, timeout=math.ceil(self.timeout), api_key=self._api_key)
+            self._write_api = wandb.Api(
+                overrides=overrides, timeout=math.ceil(self.timeout), api_key=self._api_key
+            )
         except Exception as exc:
             raise _map_error(exc, "auth") from exc
-        return self._api
+        return self._write_api
+
+    def _client(self) -> GraphQLClient:
+        """The GraphQL reader, created (and its key checked with a Viewer query) on first use."""
+        if self._api is not None:
+            return self._api
+        if not self._api_key:
+            raise StoreUnavailable("no WandB API key configured for reads", reason="auth")
+        base = self.base_url or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL
+        client = GraphQLClient(base, self._api_key, self.timeout, user_agent=_user_agent())
+        self._count("auth")  # like wandb.Api(), verify the credentials once
+        viewer = client.execute(VIEWER_QUERY)
+        if not isinstance(viewer, dict) or not viewer.get("viewer"):
+            raise StoreUnavailable("wandb rejected the API key (no viewer)", reason="auth")
+        self._api = client
+        return client
 
     def _query(
         self,
@@ -459,32 +488,66 @@ class WandbStateStore:
         stop_before: float | None = None,
     ) -> list[RunRecord]:
         with self._lock:
-            api = self._client()
-            # wandb.Api caches api.runs() per (path, filters, order) forever; without a flush every
-            # later identical read would return the first answer (the original flushes too).
-            api.flush()
             try:
-                runs = api.runs(
-                    self.entity_project,
-                    filters=filters,
-                    order=order,
-                    per_page=self.per_page,
-                    lazy=False,
-                )
-                _count_pages(runs, lambda: self._count(operation))
-                records: list[RunRecord] = []
-                for run in runs:  # the paginator fetches the next page only when reached
-                    record = _record(run)
-                    if stop_before is not None and record.updated_at < stop_before:
-                        break
-                    records.append(record)
-                return records
-            except StoreError:
+                return self._pages(self._client(), filters, operation, order, stop_before)
+            except StoreError as exc:
+                if exc.reason == "auth":
+                    self._api = None  # re-verify the key next time
                 raise
-            except Exception as exc:
-                if _is_auth(exc):
-                    self._api = None  # rebuild (and re-verify the key) next time
-                raise _map_error(exc, operation) from exc
+            except Exception as exc:  # a bug or an unexpected response shape
+                raise StoreError(f"wandb {operation}: unexpected response ({type(exc).__name__})") from exc
+
+    def _pages(
+        self,
+        client: GraphQLClient,
+        filters: dict[str, Any],
+        operation: str,
+        order: str,
+        stop_before: float | None,
+    ) -> list[RunRecord]:
+        """Page through ``Runs`` with :data:`_RUNS_QUERY`: only the six fields a record needs.
+
+        Same filters, order, page size and cursor as ``api.runs(..., lazy=False)``, but not the
+        summary/system metrics, history keys and user that the client's fragment also carries
+        (large on the live project), and no ``Run`` object or directory per run.
+        """
+        variables: dict[str, Any] = {
+            "project": self.project,
+            "entity": self.entity,
+            "order": order,
+            "filters": json.dumps(filters),
+            "perPage": self.per_page,
+            "cursor": None,
+        }
+        records: list[RunRecord] = []
+        while True:
+            self._count(operation)
+            data = client.execute(_RUNS_QUERY, variables)
+            project = data.get("project") if isinstance(data, dict) else None
+            if not isinstance(project, dict):
+                raise StoreUnavailable(f"Could not find project {self.entity_project}", reason="rejected")
+            runs = project.get("runs") or {}
+            for edge in runs.get("edges") or []:
+                record = self._record_of(edge.get("node") or {})
+                if stop_before is not None and record.updated_at < stop_before:
+                    return records
+                records.append(record)
+            info = runs.get("pageInfo") or {}
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                return records
+            variables["cursor"] = info["endCursor"]
+
+    def _record_of(self, node: dict[str, Any]) -> RunRecord:
+        raw, run_id = node.get("config"), str(node.get("name") or "")
+        known = self._parsed.get(run_id)
+        if known is not None and isinstance(raw, str) and known[0] == raw:
+            return _light_record(node, known[1])
+        record = _light_record(node)
+        if isinstance(raw, str) and not record.extra.get("invalid_config"):
+            if len(self._parsed) >= _MAX_PARSED:
+                self._parsed.clear()
+            self._parsed[run_id] = (raw, record.config)
+        return record
 
     def _count(self, operation: str) -> None:
         self._requests.add(operation)
@@ -501,6 +564,62 @@ def _same(stored: Any, sent: Any) -> bool:
         return canonical(normalize(stored)) == canonical(normalize(sent))
     except (TypeError, ValueError):
         return stored == sent
+
+
+# The subset of wandb's ``RunFragment`` a RunRecord needs; same operation name and variables.
+_RUNS_QUERY = """query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int = 50,
+    $order: String, $filters: JSONString) {
+  project(name: $project, entityName: $entity) {
+    runs(filters: $filters, after: $cursor, first: $perPage, order: $order) {
+      edges { node { name displayName state config createdAt heartbeatAt } cursor }
+      pageInfo { endCursor hasNextPage }
+    }
+  }
+}"""
+_MAX_PARSED = 50_000  # parsed configs kept (about the runs of the whole project)
+_INTERNAL_CONFIG_KEYS = frozenset({"_wandb", "wandb_version"})  # wandb's WANDB_INTERNAL_KEYS
+
+
+def _light_record(node: dict[str, Any], config: dict[str, Any] | None = None) -> RunRecord:
+    """A RunRecord from one ``Runs`` node: config unwrapped from ``{"value": ...}`` like ``Run``
+    (``config``: the already parsed config of the same raw text)."""
+    if config is not None:
+        return _node_record(node, config, {"backend": "wandb"})
+    raw = node.get("config")
+    try:
+        parsed = loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError:
+        parsed = None
+    config = {}
+    if isinstance(parsed, dict):
+        for key, value in parsed.items():
+            if key not in _INTERNAL_CONFIG_KEYS:
+                config[key] = value["value"] if isinstance(value, dict) and "value" in value else value
+    extra: dict[str, Any] = {"backend": "wandb"}
+    if parsed is not None and not isinstance(parsed, dict):
+        extra["invalid_config"] = True
+    return _node_record(node, config, extra)
+
+
+def _node_record(node: dict[str, Any], config: dict[str, Any], extra: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        run_id=str(node.get("name") or ""),
+        name=str(node.get("displayName") or ""),
+        config=config,
+        state=str(node.get("state") or "unknown"),
+        created_at=_timestamp(node.get("createdAt")),
+        updated_at=_timestamp(node.get("heartbeatAt")),
+        extra=extra,
+    )
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"opencompute-exporters/{version('opencompute-exporters')}"
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "opencompute-exporters"
 
 
 def _generate_id() -> str:
