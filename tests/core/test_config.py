@@ -55,7 +55,7 @@ def test_every_problem_is_reported_at_once():
     assert len(err.value.problems) == 4
     assert "--web.listen-address='nonsense'" in text
     assert "--web.telemetry-path" in text
-    assert "OPENCOMPUTE_REFRESH='soon'" in text
+    assert "OPENCOMPUTE_REFRESH: 'soon' is not a duration; use e.g. 30s, 5m, 1h" in text
     assert "--wallet.name (or OPENCOMPUTE_WALLET_NAME) is required" in text
 
 
