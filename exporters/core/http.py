@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import html
 import json
 import logging
@@ -25,6 +26,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 from cheroot import wsgi
 from cheroot.makefile import StreamReader, StreamWriter
@@ -32,7 +34,7 @@ from cheroot.server import HTTPConnection
 from cheroot.ssl import Adapter
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporters.core.collector import ScrapeCollector
 from exporters.core.webconfig import WebConfig
@@ -48,14 +50,17 @@ READ_TIMEOUT = 10.0  # seconds a started request (or a TLS handshake) may pause 
 IDLE_TIMEOUT = 120.0  # seconds a keep-alive connection may sit idle (Prometheus scrapes every 15-60 s)
 BACKLOG = 1024
 SHUTDOWN_TIMEOUT = 2.0
+SLOT_WAIT = 1.0  # seconds a scrape beyond --web.max-requests waits for a slot before its 503
 
 
-class SingleFlight(Collector):
-    """Concurrent scrapes wait for the one collection in flight and share its families.
+class SharedScrape:
+    """Concurrent scrapes wait for the one collection in flight and share its rendered output.
 
     A scrape that arrives while another is collecting gets that collection's result instead of
-    starting its own, so 50 scrapers cost one collection at a time, not 50 (nvidia_gpu_exporter
-    does the same). A scrape arriving after it finished starts a fresh one: nothing is cached.
+    starting its own (nvidia_gpu_exporter does the same), and scrapes of one flight asking for
+    the same format and compression share the encoded bytes too: 50 scrapers cost one
+    collection and one rendering at a time, not 50. A scrape arriving after the flight finished
+    starts a fresh one: nothing is cached between flights.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -63,37 +68,59 @@ class SingleFlight(Collector):
         self._lock = threading.Lock()
         self._flight: _Flight | None = None
 
-    def collect(self) -> Iterator[Metric]:
+    def render(self, accept: str, gzipped: bool) -> tuple[bytes, str]:
+        """(body, content type) for the Accept header; raises what the collection raised."""
+        flight = self._join()
+        encoder, content_type = choose_encoder(accept)
+        key = (content_type, gzipped)
+        with flight.render_lock:
+            body = flight.rendered.get(key)
+            if body is None:
+                body = encoder(_Families(flight.families))
+                body = gzip.compress(body, compresslevel=6) if gzipped else body
+                flight.rendered[key] = body
+        return body, content_type
+
+    def _join(self) -> _Flight:
         with self._lock:
             flight, leader = self._flight, False
             if flight is None:
                 flight = self._flight = _Flight()
                 leader = True
-        if leader:
-            try:
-                flight.result = list(self._registry.collect())
-            except BaseException as exc:
-                flight.error = exc
-                raise
-            finally:
-                with self._lock:
-                    self._flight = None
-                flight.done.set()
-        else:
+        if not leader:
             flight.done.wait()
             if flight.error is not None:
                 raise RuntimeError("the shared collection failed") from flight.error
-        return iter(flight.result)
-
-    def describe(self) -> list[Metric]:
-        return []
+            return flight
+        try:
+            flight.families = list(self._registry.collect())
+        except Exception as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.done.set()
+        return flight
 
 
 class _Flight:
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: list[Metric] = []
+        self.families: list[Metric] = []
         self.error: BaseException | None = None
+        self.render_lock = threading.Lock()
+        self.rendered: dict[tuple[str, bool], bytes] = {}
+
+
+class _Families:
+    """What an encoder reads: the families of one flight."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
 def build_app(
@@ -105,24 +132,36 @@ def build_app(
     scrape: ScrapeCollector | None = None,
     max_requests: int = DEFAULT_MAX_REQUESTS,
     health: HealthSource | None = None,
+    slot_wait: float = SLOT_WAIT,
 ) -> WSGIApp:
     """The exporter's WSGI app: ``/``, telemetry path, ``/health``, behind optional basic auth.
 
-    At most ``max_requests`` scrapes run at once (0: no bound); the next gets 503 at once, as
-    node_exporter answers beyond ``--web.max-requests``. ``health`` adds entries (background
-    loops) to ``/health``; a true ``"degraded"`` among them makes it 503.
+    At most ``max_requests`` scrapes run at once (0: no bound), as node_exporter's
+    ``--web.max-requests``; one beyond it waits up to ``slot_wait`` for a slot (scrapes of one
+    flight finish together, so a burst drains in milliseconds), then gets 503. ``health`` adds
+    entries (background loops) to ``/health``; a true ``"degraded"`` among them makes it 503.
     """
-    shared = CollectorRegistry(auto_describe=False)
-    shared.register(SingleFlight(registry))
-    metrics_app = make_wsgi_app(shared)
+    shared = SharedScrape(registry)
+    filtered_app = make_wsgi_app(registry)  # ?name[]= selects families: served unshared
     landing = _landing_page(exporter, telemetry_path)
     cfg = web_config or WebConfig()
     slots = threading.BoundedSemaphore(max_requests) if max_requests > 0 else None
 
+    def metrics_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
+            return filtered_app(environ, start_response)
+        gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        body, content_type = shared.render(environ.get("HTTP_ACCEPT", ""), gzipped)
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if gzipped:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
     def scrape_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if slots is None:
             return metrics_app(environ, start_response)
-        if not slots.acquire(blocking=False):
+        if not slots.acquire(timeout=slot_wait):
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [f"Limit of {max_requests} concurrent scrapes reached, try again later.\n".encode()]
         try:
