@@ -216,8 +216,10 @@ def rss_mb(pid: int) -> float:
 def tls_files(d: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1, its web config, and a client context trusting it."""
     subprocess.run(
-        [*"openssl req -x509 -newkey rsa:2048 -nodes -keyout k.pem -out c.pem -days 1".split()]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        [
+            *"openssl req -x509 -newkey rsa:2048 -nodes -keyout k.pem -out c.pem -days 1".split(),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
         cwd=d,
         check=True,
         capture_output=True,
