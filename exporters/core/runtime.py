@@ -95,12 +95,14 @@ class Loop:
     interval: float
     func: Callable[[], Any]
     run_first: bool = True
+    min_backoff: float = 1.0
     restarts: int = field(default=0, init=False)
     last_error: str | None = field(default=None, init=False)
     last_success: float | None = field(default=None, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _recovered: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._supervise, name=self.name, daemon=True)
@@ -124,7 +126,7 @@ class Loop:
         return True
 
     def _supervise(self) -> None:
-        backoff = 1.0
+        backoff = self.min_backoff
         first = self.run_first
         while not self._stop.is_set():
             try:
@@ -132,9 +134,11 @@ class Loop:
                 return
             except Exception as exc:  # noqa: BLE001 - a loop survives any error of its body
                 self._failed(exc)
+            if self._recovered:  # it worked between the failures: start the backoff over
+                backoff, self._recovered = self.min_backoff, False
             if self._stop.wait(backoff):
                 return
-            backoff = min(backoff * 2, max(1.0, min(self.interval, MAX_BACKOFF)))
+            backoff = min(backoff * 2, max(self.min_backoff, min(self.interval, MAX_BACKOFF)))
             first = True
 
     def _run(self, first: bool) -> None:
@@ -150,6 +154,7 @@ class Loop:
         with self._lock:
             was, self.last_error = self.last_error, None
             self.last_success = time.time()
+            self._recovered = True
         if was is not None:
             _loop_states.ok(self.name, f"background job {self.name} works again")
 
