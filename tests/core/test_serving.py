@@ -101,7 +101,9 @@ def test_a_silent_tls_client_and_a_partial_record_header_do_not_block_other_scra
         partial.close()
 
 
-def test_a_stalled_tls_handshake_is_dropped_after_the_read_timeout(serve, tmp_path, tls_material, monkeypatch):
+def test_a_stalled_tls_handshake_is_dropped_after_the_read_timeout(
+    serve, tmp_path, tls_material, monkeypatch
+):
     monkeypatch.setattr(core_http, "READ_TIMEOUT", 0.5)
     srv = serve([Ok()], web_config=_tls(tmp_path, tls_material))
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
