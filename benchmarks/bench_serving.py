@@ -89,9 +89,11 @@ def serve(kind: str, web_config: str, port_file: str) -> int:
     """Child process: serve ``kind`` on 127.0.0.1 until SIGTERM, as ``Exporter.serve`` does."""
     import logging
 
+    from exporters.core.runtime import limit_malloc_arenas
     from exporters.core.webconfig import load_web_config
 
     logging.basicConfig(level=logging.WARNING)
+    limit_malloc_arenas()  # as Exporter.serve does
     with tempfile.TemporaryDirectory() as tmp:
         exporter = _build(kind, Path(tmp))
         server = exporter.server("127.0.0.1", 0, "/metrics", load_web_config(web_config))  # type: ignore[attr-defined]

@@ -22,10 +22,12 @@ import gzip
 import html
 import json
 import logging
+import queue
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from cheroot import wsgi
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 HealthSource = Callable[[], dict[str, Any]]
+T = TypeVar("T")
 
 DEFAULT_MAX_REQUESTS = 40  # node_exporter's --web.max-requests default
 READ_TIMEOUT = 10.0  # seconds a started request (or a TLS handshake) may pause between reads
@@ -61,12 +64,19 @@ class SharedScrape:
     the same format and compression share the encoded bytes too: 50 scrapers cost one
     collection and one rendering at a time, not 50. A scrape arriving after the flight finished
     starts a fresh one: nothing is cached between flights.
+
+    Collection and rendering run on one dedicated thread, not in whichever server worker led
+    the flight: glibc gives each thread its own malloc arena, and the validator's per-read
+    SQLite page cache and 200 KiB bodies allocated in 50 different threads grew RSS by ~45 MB
+    and kept creeping (measured; see benchmarks/bench_serving.py). The server's workers only
+    move bytes.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
         self._lock = threading.Lock()
         self._flight: _Flight | None = None
+        self._worker = _Worker("collect")
 
     def render(self, accept: str, gzipped: bool) -> tuple[bytes, str]:
         """(body, content type) for the Accept header; raises what the collection raised."""
@@ -76,8 +86,7 @@ class SharedScrape:
         with flight.render_lock:
             body = flight.rendered.get(key)
             if body is None:
-                body = encoder(_Families(flight.families))
-                body = gzip.compress(body, compresslevel=6) if gzipped else body
+                body = self._worker.call(lambda: _encode(encoder, flight.families, gzipped))
                 flight.rendered[key] = body
         return body, content_type
 
@@ -93,7 +102,7 @@ class SharedScrape:
                 raise RuntimeError("the shared collection failed") from flight.error
             return flight
         try:
-            flight.families = list(self._registry.collect())
+            flight.families = self._worker.call(lambda: list(self._registry.collect()))
         except Exception as exc:
             flight.error = exc
             raise
@@ -102,6 +111,32 @@ class SharedScrape:
                 self._flight = None
             flight.done.set()
         return flight
+
+
+def _encode(encoder: Callable[[Any], bytes], families: list[Metric], gzipped: bool) -> bytes:
+    body = encoder(_Families(families))
+    return gzip.compress(body, compresslevel=6) if gzipped else body
+
+
+class _Worker:
+    """One daemon thread running calls in order (a daemon: a hung collection never blocks exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        future: Future[T] = Future()
+        self._jobs.put((fn, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            fn, future = self._jobs.get()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting scrape, which reports it
+                future.set_exception(exc)
 
 
 class _Flight:
