@@ -186,7 +186,12 @@ def build_app(
         if "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
             return filtered_app(environ, start_response)
         gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
-        body, content_type = shared.render(environ.get("HTTP_ACCEPT", ""), gzipped)
+        try:
+            body, content_type = shared.render(environ.get("HTTP_ACCEPT", ""), gzipped)
+        except Exception as exc:  # sub-collectors catch their own errors: this is a bug
+            log.exception("collecting metrics failed: %r", exc)
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"Collecting metrics failed; see the exporter's log.\n"]
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         if gzipped:
             headers.append(("Content-Encoding", "gzip"))
