@@ -11,7 +11,8 @@ Per exporter: ``wrk`` (Debian package ``wrk``; a benchmark-only dependency) with
 connections for ``--duration`` seconds, twice. During the second round 20 slow clients (TLS
 connected, sending a request header one byte every 2 s), one silent TCP connection (no TLS
 ClientHello) and one that sent only the first 3 bytes of a TLS record stay open, and a probe
-makes a fresh-connection scrape every second. Printed, with PASS/FAIL against the budgets set for
+makes a fresh-connection scrape every second. Both rounds follow a 15 s warm-up with the same
+mix (so RSS is compared between steady states, not against a cold start). Printed, with PASS/FAIL against the budgets set for
 an idle 2-core machine: errors and timeouts (0), p99 latency (miner/network <= 100 ms,
 validator <= 250 ms), RSS growth between rounds (<= 2 MB), the slowest probe (< 1 s).
 
@@ -244,7 +245,11 @@ def bench(kind: str, duration: int, web: Path, ctx: ssl.SSLContext) -> bool:
                 raise RuntimeError(f"{kind} exporter did not start")
             time.sleep(0.2)
         port = int(port_file.read_text())
-        wrk(port, 3)  # warm-up: caches, lazily built state
+        # Warm-up with the same mix, so the rounds compare steady states: every worker thread's
+        # stack and buffers touched, the allocator at its working size. Growth after that is a leak.
+        with Hostiles(port, ctx):
+            wrk(port, 10)
+        wrk(port, 5)
         first = wrk(port, duration)
         rss1 = rss_mb(child.pid)
         probes: list[float] = []

@@ -137,7 +137,8 @@ class Loop:
     @property
     def failing(self) -> bool:
         """The last run raised (the loop is waiting out its backoff), or its thread is gone."""
-        return self.last_error is not None or (self._thread is not None and not self.alive)
+        died = self._thread is not None and not self.alive and not self._stop.is_set()
+        return self.last_error is not None or died
 
     def ensure_running(self) -> bool:
         """Restart the thread if it ended without being stopped; True when it did."""
