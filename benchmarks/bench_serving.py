@@ -13,8 +13,9 @@ connected, sending a request header one byte every 2 s), one silent TCP connecti
 ClientHello) and one that sent only the first 3 bytes of a TLS record stay open, and a probe
 makes a fresh-connection scrape every second. Both rounds follow a 15 s warm-up with the same
 mix (so RSS is compared between steady states, not against a cold start). Printed, with
-PASS/FAIL against the budgets set for an idle 2-core machine: errors and timeouts (0), p99 latency (miner/network <= 100 ms,
-validator <= 250 ms), RSS growth between rounds (<= 2 MB), the slowest probe (< 1 s).
+PASS/FAIL against the budgets set for an idle 2-core machine: errors and timeouts (0), p99
+latency (miner/network <= 100 ms, validator <= 250 ms), RSS growth between rounds (<= 2 MB),
+the slowest probe (< 1 s) and the exit after SIGTERM (<= 5 s).
 
 Usage: ``.venv/bin/python benchmarks/bench_serving.py [--duration 60] [--only validator]``
 """
