@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporters.core.statelog import StateLog
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,7 @@ class ScrapeCollector(Collector):
         self._collectors = list(collectors)
         self._clock = clock
         self._lock = threading.Lock()
+        self._states = StateLog(log)
         self.status = ScrapeStatus()
 
     @property
@@ -79,15 +82,19 @@ class ScrapeCollector(Collector):
             try:
                 families = list(sub.collect())
             except Exception as exc:
-                # A collector that reports a state it already logged (``quiet``) fails silently.
-                report = log.debug if getattr(exc, "quiet", False) else log.warning
-                report("collector=%s msg=%r", sub.name, f"collection failed: {exc}")
-                log.debug("collector=%s traceback", sub.name, exc_info=True)
+                # A collector that reports a state it already logged (``quiet``) fails silently;
+                # others once per new error and a reminder every 10 minutes, not once per scrape.
+                message = f"collector={sub.name} collection failed: {exc}"
+                if getattr(exc, "quiet", False):
+                    log.debug(message)
+                elif self._states.failing(sub.name, str(exc), message):
+                    log.debug("collector=%s traceback", sub.name, exc_info=True)
                 families = []
                 ok = False
                 failed.append(sub.name)
             else:
                 ok = True
+                self._states.ok(sub.name, f"collector={sub.name} collects again")
             duration.add_metric([sub.name], self._clock() - start)
             success.add_metric([sub.name], 1.0 if ok else 0.0)
             yield from families

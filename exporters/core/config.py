@@ -9,9 +9,12 @@ all errors into a single :class:`ConfigError`.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "OPENCOMPUTE_"
@@ -50,27 +53,99 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected a boolean (true/false), got {text!r}")
 
 
+MAX_DURATION = 30 * 86400.0
+"""The longest duration a flag takes (30 days): anything longer is a typo, not an interval."""
+_DURATION_HINT = "use e.g. 30s, 5m, 1h"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+
+
+class FlagValueError(ValueError):
+    """A bad flag value whose message already quotes the value, in words a person reads.
+
+    :meth:`FlagSet.resolve` reports it as ``--flag: <message>`` instead of repeating the value.
+    """
+
+
 def parse_duration(text: str) -> float:
-    """Parse a Prometheus-style duration (``30s``, ``5m``, ``1h``, ``250ms``) or plain seconds."""
-    t = text.strip()
-    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0))
-    for suffix, mult in units:
-        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            value = float(t[: -len(suffix)]) * mult
-            break
-    else:
-        value = float(t)
+    """A Prometheus-style duration (``30s``, ``5m``, ``1h30m``, ``250ms``) or plain seconds, in seconds.
+
+    NaN, infinity, negative values and anything over 30 days are refused: an interval of NaN
+    busy-loops and one of 1e10 seconds overflows ``Event.wait``; both are typos, not intent.
+    """
+    t = text.strip().lower()
+    value = _duration_seconds(t)
+    if value is None:
+        raise FlagValueError(f"{text!r} is not a duration; {_DURATION_HINT}")
+    if math.isnan(value):
+        raise FlagValueError(f"{text!r} is not a number; {_DURATION_HINT}")
+    if math.isinf(value):
+        raise FlagValueError(f"{text!r} is infinite; {_DURATION_HINT}")
     if value < 0:
-        raise ValueError(f"duration must not be negative, got {text!r}")
+        raise FlagValueError(f"{text!r} is negative; {_DURATION_HINT}")
+    if value > MAX_DURATION:
+        raise FlagValueError(f"{text!r} is longer than 30 days; {_DURATION_HINT}")
     return value
+
+
+def _duration_seconds(t: str) -> float | None:
+    sign, body = (-1.0, t[1:]) if t.startswith("-") else (1.0, t)
+    if _DURATION.fullmatch(body):
+        return sign * sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(body))
+    try:
+        return float(t) + 0.0  # -0 is 0
+    except ValueError:
+        return None
 
 
 def positive_duration(text: str) -> float:
     """A duration that must be greater than zero (intervals, timeouts)."""
     value = parse_duration(text)
     if value <= 0:
-        raise ValueError(f"duration must be positive, got {text!r}")
+        raise FlagValueError(f"{text!r} is zero; it must be positive; {_DURATION_HINT}")
     return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def writable_file(text: str) -> str:
+    """A file path the process can create or write (``~`` expanded), checked at startup.
+
+    Missing parent directories are fine when they can be created under a writable ancestor, as
+    the stores create them; a directory, or a path under a file or a read-only directory, is not.
+    """
+    path = Path(os.path.expanduser(text.strip()))
+    if not text.strip():
+        raise FlagValueError("an empty path; give a file path")
+    if path.is_dir():
+        raise FlagValueError(f"{str(path)!r} is a directory; give a file path")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise FlagValueError(f"{str(path)!r} is not writable by this user")
+        return str(path)
+    ancestor = _nearest_existing(path.parent)
+    if not ancestor.is_dir():
+        raise FlagValueError(f"{str(path)!r} cannot be created: {str(ancestor)!r} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FlagValueError(f"{str(path)!r} cannot be created: {str(ancestor)!r} is not writable")
+    return str(path)
+
+
+def existing_file(text: str) -> str:
+    """A file that was asked for and so must exist and be readable now (``~`` expanded)."""
+    path = Path(os.path.expanduser(text.strip()))
+    if not path.exists():
+        raise FlagValueError(f"{str(path)!r} does not exist")
+    if not path.is_file():
+        raise FlagValueError(f"{str(path)!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise FlagValueError(f"{str(path)!r} is not readable by this user")
+    return str(path)
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -94,6 +169,17 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (0 usually means "no limit")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise FlagValueError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise FlagValueError(f"{text!r} is negative; use 0 for no limit")
     return value
 
 
@@ -190,6 +276,8 @@ class FlagSet:
                 values[f.dest] = parse_bool(raw) if f.is_bool else f.convert(raw)
             except ConfigError as exc:
                 problems.extend(exc.problems)
+            except FlagValueError as exc:
+                problems.append(f"{source}: {exc}")
             except (ValueError, TypeError) as exc:
                 problems.append(f"{source}={raw!r}: {exc}")
         if problems:
@@ -208,6 +296,13 @@ def web_flags(default_port: int) -> list[Flag]:
             metavar="HOST:PORT",
         ),
         Flag("web.telemetry-path", "Path under which to expose metrics.", default="/metrics", convert=_path),
+        Flag(
+            "web.max-requests",
+            "Maximum number of parallel scrape requests (beyond it: 503). Use 0 to disable.",
+            default=40,
+            convert=non_negative_int,
+            metavar="N",
+        ),
         Flag(
             "web.config.file",
             "Path to a Prometheus exporter-toolkit web config (TLS, basic auth).",

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters.core.collector import SubCollector
-from exporters.core.config import ConfigError, Flag, choice, parse_netuid, positive_duration
+from exporters.core.config import (
+    ConfigError,
+    Flag,
+    choice,
+    parse_netuid,
+    positive_duration,
+    writable_file,
+)
 from exporters.core.keys import DEFAULT_WALLET_PATH, keypair_from_uri, load_hotkey
 from exporters.core.state.base import StateStore
 
@@ -67,6 +74,7 @@ def store_flags() -> list[Flag]:
             "state.sqlite-path",
             "SQLite file of the sqlite backend; the wandb backend keeps its hotkey->run id table there.",
             default=f"{DEFAULT_STATE_DIR}/state.db",
+            convert=writable_file,
             metavar="FILE",
         ),
         Flag("wandb.entity", "WandB entity of the shared project.", default="neuralinternet"),
@@ -122,6 +130,7 @@ def identity_flags(role: str) -> list[Flag]:
             "publish.outbox-path",
             "SQLite file holding unpublished updates and the persisted sequence number.",
             default=f"{DEFAULT_STATE_DIR}/outbox-{role}.db",
+            convert=writable_file,
             metavar="FILE",
         ),
     ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import os
 import platform
 import signal
 import sys
@@ -14,15 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporters import __version__
 from exporters.core.collector import ScrapeCollector, SubCollector
-from exporters.core.http import HTTPServer, build_app
+from exporters.core.http import DEFAULT_MAX_REQUESTS, HTTPServer, build_app
+from exporters.core.statelog import StateLog
 from exporters.core.webconfig import WebConfig
 
 log = logging.getLogger("opencompute")
+
+WATCHDOG_INTERVAL = 5.0  # how often serve() checks that every loop's thread still runs
 
 
 class _LogfmtFormatter(logging.Formatter):
@@ -45,6 +50,26 @@ class _JSONFormatter(logging.Formatter):
                 "msg": record.getMessage(),
             }
         )
+
+
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX=2`` would), before threads start.
+
+    glibc gives threads their own arenas (up to 8 per core); the server's workers each encrypting
+    and buffering 100-200 KiB bodies fragmented them, and the validator's RSS crept up by about
+    1 MB a minute under 50 scrapers. With two arenas it stays flat (benchmarks/bench_serving.py).
+    An operator's own ``MALLOC_ARENA_MAX`` wins; other C libraries are left alone.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
 
 
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
@@ -75,36 +100,155 @@ class BuildInfoCollector(Collector):
         return []
 
 
+MAX_BACKOFF = 300.0
+
+
 @dataclass
 class Loop:
-    """A background job run every ``interval`` seconds until stopped; never runs on a scrape."""
+    """A background job run every ``interval`` seconds until stopped; never runs on a scrape.
+
+    The job never dies silently: when its body raises, the loop is restarted after a backoff
+    (1 s, doubling up to ``min(interval, 5 min)``; reset by a success), counted in
+    :attr:`restarts`, logged once per new error (:class:`StateLog`) and shown on ``/health``.
+    :meth:`ensure_running` restarts a thread that died all the same (the exporter's watchdog).
+    """
 
     name: str
     interval: float
     func: Callable[[], Any]
     run_first: bool = True
+    min_backoff: float = 1.0
+    restarts: int = field(default=0, init=False)
+    last_error: str | None = field(default=None, init=False)
+    last_success: float | None = field(default=None, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _recovered: bool = field(default=False, repr=False)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name=self.name, daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        if not self.run_first and self._stop.wait(self.interval):
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def failing(self) -> bool:
+        """The last run raised (the loop is waiting out its backoff), or its thread is gone."""
+        died = self._thread is not None and not self.alive and not self._stop.is_set()
+        return self.last_error is not None or died
+
+    def ensure_running(self) -> bool:
+        """Restart the thread if it ended without being stopped; True when it did."""
+        if self._stop.is_set() or self._thread is None or self._thread.is_alive():
+            return False
+        self._failed(RuntimeError("the loop's thread ended"))
+        self.start()
+        return True
+
+    def _supervise(self) -> None:
+        backoff = self.min_backoff
+        first = self.run_first
+        while not self._stop.is_set():
+            try:
+                self._run(first)
+                return
+            except Exception as exc:  # noqa: BLE001 - a loop survives any error of its body
+                self._failed(exc)
+            if self._recovered:  # it worked between the failures: start the backoff over
+                backoff, self._recovered = self.min_backoff, False
+            if self._stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, max(self.min_backoff, min(self.interval, MAX_BACKOFF)))
+            first = True
+
+    def _run(self, first: bool) -> None:
+        if not first and self._stop.wait(self.interval):
             return
         while True:
-            try:
-                self.func()
-            except Exception:
-                log.exception("background job %s failed", self.name)
+            self.func()
+            self._succeeded()
             if self._stop.wait(self.interval):
                 return
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            was, self.last_error = self.last_error, None
+            self.last_success = time.time()
+            self._recovered = True
+        if was is not None:
+            _loop_states.ok(self.name, f"background job {self.name} works again")
+
+    def _failed(self, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self.restarts += 1
+            self.last_error = error
+        message = f"background job {self.name} failed, restarting it: {error}"
+        if _loop_states.failing(self.name, error, message, level=logging.ERROR):
+            log.debug("background job %s traceback", self.name, exc_info=exc)
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` shows for this loop."""
+        with self._lock:
+            return {
+                "alive": self.alive,
+                "restarts": self.restarts,
+                "last_error": self.last_error,
+                "last_success_timestamp_seconds": self.last_success,
+            }
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+_loop_states = StateLog(log)
+
+
+class LoopCollector(Collector):
+    """Restarts and last success of each background loop. E.g.::
+
+    opencompute_exporter_loop_restarts_total{loop="network-refresh"} 3.0
+    opencompute_exporter_loop_up{loop="network-refresh"} 0.0
+    opencompute_exporter_loop_last_success_timestamp_seconds{loop="network-refresh"} 1.7e+09
+    """
+
+    def __init__(self, loops: Sequence[Loop]) -> None:
+        self._loops = list(loops)
+
+    def collect(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "opencompute_exporter_loop_restarts",
+            "Times a background loop failed (its body raised or its thread ended) and was restarted.",
+            labels=["loop"],
+        )
+        up = GaugeMetricFamily(
+            "opencompute_exporter_loop_up",
+            "1 when the background loop's thread runs and its last round succeeded (or has not run yet).",
+            labels=["loop"],
+        )
+        last = GaugeMetricFamily(
+            "opencompute_exporter_loop_last_success_timestamp_seconds",
+            "Unix time the background loop last completed a round; absent before the first.",
+            labels=["loop"],
+        )
+        for loop in self._loops:
+            h = loop.health()
+            restarts.add_metric([loop.name], float(h["restarts"]))
+            up.add_metric([loop.name], 0.0 if loop.failing else 1.0)
+            if h["last_success_timestamp_seconds"] is not None:
+                last.add_metric([loop.name], h["last_success_timestamp_seconds"])
+        yield restarts
+        yield up
+        if last.samples:
+            yield last
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 @dataclass
@@ -123,9 +267,25 @@ class Exporter:
         for c in self.extra:
             self.registry.register(c)
         self.registry.register(self.scrape)
+        if self.loops:
+            self.registry.register(LoopCollector(self.loops))
+
+    def health(self) -> dict[str, Any]:
+        """The loops' part of ``/health``; ``degraded`` when one of them is failing."""
+        if not self.loops:
+            return {}
+        return {
+            "degraded": any(loop.failing for loop in self.loops),
+            "loops": {loop.name: loop.health() for loop in self.loops},
+        }
 
     def server(
-        self, host: str, port: int, telemetry_path: str = "/metrics", web_config: WebConfig | None = None
+        self,
+        host: str,
+        port: int,
+        telemetry_path: str = "/metrics",
+        web_config: WebConfig | None = None,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
     ) -> HTTPServer:
         app = build_app(
             self.registry,
@@ -133,14 +293,23 @@ class Exporter:
             telemetry_path=telemetry_path,
             web_config=web_config,
             scrape=self.scrape,
+            max_requests=max_requests,
+            health=self.health,
         )
         return HTTPServer(app, host, port, web_config)
 
     def serve(self, values: dict[str, Any], web_config: WebConfig) -> int:
         """Start loops and the HTTP server; block until SIGTERM/SIGINT; stop cleanly."""
         host, port = values["web_listen_address"]
+        limit_malloc_arenas()
         try:
-            server = self.server(host, port, values["web_telemetry_path"], web_config)
+            server = self.server(
+                host,
+                port,
+                values["web_telemetry_path"],
+                web_config,
+                values.get("web_max_requests", DEFAULT_MAX_REQUESTS),
+            )
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
             return 1
@@ -160,7 +329,9 @@ class Exporter:
             server.port,
             values["web_telemetry_path"],
         )
-        stop.wait()
+        while not stop.wait(WATCHDOG_INTERVAL):
+            for loop in self.loops:
+                loop.ensure_running()
         log.info("shutting down")
         for loop in self.loops:
             loop.stop()

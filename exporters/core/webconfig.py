@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -70,6 +71,20 @@ class WebConfig:
     basic_auth_users: dict[str, str] = field(default_factory=dict)
     _ok_cache: set[tuple[str, bytes]] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _dummy: bytes | None = field(default=None, repr=False)
+
+    def _dummy_hash(self) -> bytes:
+        """A bcrypt hash of a random password at the highest cost among the configured users."""
+        with self._lock:
+            if self._dummy is None:
+                import bcrypt
+
+                self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=self._cost()))
+            return self._dummy
+
+    def _cost(self) -> int:
+        costs = [int(h[4:6]) for h in self.basic_auth_users.values() if h[4:6].isdigit()]
+        return min(max(costs, default=10), 31) if costs else 10
 
     def check_basic_auth(self, user: str, password: str) -> bool:
         """Verify against the bcrypt hash; successful pairs are cached as a keyed digest.
@@ -79,6 +94,11 @@ class WebConfig:
         """
         hashed = self.basic_auth_users.get(user)
         if hashed is None:
+            # Same bcrypt work as a known user with a wrong password: timing does not tell
+            # which user names exist (exporter-toolkit does the same).
+            import bcrypt
+
+            bcrypt.checkpw(password.encode(), self._dummy_hash())
             return False
         key = (user, hmac.new(hashed.encode(), password.encode(), hashlib.sha256).digest())
         with self._lock:

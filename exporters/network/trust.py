@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from exporters.core.config import Flag, positive_duration
+from exporters.core.config import Flag, existing_file, positive_duration
 from exporters.core.state.base import RunRecord
 from exporters.network.views import VerifiedRun, is_ss58
 
@@ -380,6 +380,7 @@ def trust_flags(prefix: str, default_state_dir: str) -> list[Flag]:
             "File of trusted validator hotkeys (one ss58 per line), used when neither the chain nor "
             "a cached metagraph is available.",
             default=None,
+            convert=existing_file,
             metavar="FILE",
         ),
         Flag(

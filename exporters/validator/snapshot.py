@@ -49,6 +49,7 @@ from typing import Any
 
 from peewee import JOIN, SQL, Case, DatabaseError, Select, SqliteDatabase, fn
 
+from exporters.core.statelog import StateLog
 from exporters.validator.models import (
     Allocation,
     Blacklist,
@@ -984,7 +985,7 @@ class SnapshotSource:
     Each collector calls :meth:`get`; a snapshot younger than ``reuse_window`` seconds is
     returned as is, so a scrape (or two Prometheus servers scraping at once) reads the database
     once. Failures are counted per failed query in :attr:`errors` and logged when the state
-    changes, not on every scrape.
+    changes (and a reminder while it lasts), not on every scrape.
     """
 
     def __init__(
@@ -1000,7 +1001,7 @@ class SnapshotSource:
         self._lock = threading.Lock()
         self._last: Snapshot | None = None
         self._last_mono = -math.inf
-        self._last_state: frozenset[tuple[str, str]] = frozenset()
+        self._states = StateLog(log)  # once per change of state, plus a reminder every 10 min
         self.errors: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
         self.reads = 0
 
@@ -1025,18 +1026,13 @@ class SnapshotSource:
         failures = {"*": snap.file_error} if snap.file_error else dict(snap.errors)
         for error in failures.values():
             self.errors[error.reason] += 1
-        state = frozenset((table, error.reason) for table, error in failures.items())
-        if state == self._last_state:
-            return
-        for table, error in sorted(failures.items()):
-            where = "database" if table == "*" else f"table {table}"
-            log.warning(
-                "validator db %s unreadable: reason=%s path=%s detail=%s",
-                where,
-                error.reason,
-                self.reader.path,
-                error.detail,
-            )
         if not failures:
-            log.info("validator db %s readable again", self.reader.path)
-        self._last_state = state
+            self._states.ok("db", f"validator db {self.reader.path} readable again")
+            return
+        state = sorted((table, error.reason) for table, error in failures.items())
+        lines = [
+            f"{'database' if table == '*' else f'table {table}'} unreadable: reason={error.reason} "
+            f"detail={error.detail}"
+            for table, error in sorted(failures.items())
+        ]
+        self._states.failing("db", repr(state), f"validator db {self.reader.path}: " + "; ".join(lines))

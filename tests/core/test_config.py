@@ -55,7 +55,7 @@ def test_every_problem_is_reported_at_once():
     assert len(err.value.problems) == 4
     assert "--web.listen-address='nonsense'" in text
     assert "--web.telemetry-path" in text
-    assert "OPENCOMPUTE_REFRESH='soon'" in text
+    assert "OPENCOMPUTE_REFRESH: 'soon' is not a duration; use e.g. 30s, 5m, 1h" in text
     assert "--wallet.name (or OPENCOMPUTE_WALLET_NAME) is required" in text
 
 
@@ -110,3 +110,89 @@ def test_invalid_configuration_exits_2_with_all_problems_and_no_traceback(tmp_pa
     assert "--web.listen-address='x'" in proc.stderr
     assert "OPENCOMPUTE_LOG_LEVEL='loud'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("nan", "'nan' is not a number; use e.g. 30s, 5m, 1h"),
+        ("inf", "'inf' is infinite; use e.g. 30s, 5m, 1h"),
+        ("-1s", "'-1s' is negative; use e.g. 30s, 5m, 1h"),
+        ("-5", "'-5' is negative; use e.g. 30s, 5m, 1h"),
+        ("1e10", "'1e10' is longer than 30 days; use e.g. 30s, 5m, 1h"),
+        ("31d", "'31d' is longer than 30 days; use e.g. 30s, 5m, 1h"),
+        ("0s", "'0s' is zero; it must be positive; use e.g. 30s, 5m, 1h"),
+        ("soon", "'soon' is not a duration; use e.g. 30s, 5m, 1h"),
+        ("5 minutes", "'5 minutes' is not a duration; use e.g. 30s, 5m, 1h"),
+    ],
+)
+def test_bad_durations_are_refused_in_words(text, says):
+    from exporters.network.cli import flags
+
+    with pytest.raises(ConfigError) as err:
+        _resolve(flags(), [f"--network.validator-refresh-interval={text}"])
+    assert err.value.problems == [f"--network.validator-refresh-interval: {says}"]
+
+
+def test_compound_and_day_durations_parse():
+    assert parse_duration("1h30m") == 5400.0
+    assert parse_duration("30d") == 30 * 86400.0
+    assert parse_duration("1.5m") == 90.0
+
+
+def _identity_flags():
+    from exporters.core.identity import identity_flags
+
+    return FlagSet(identity_flags("validator"))
+
+
+def test_unwritable_state_and_outbox_paths_are_refused(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError) as err:
+        _resolve(
+            _identity_flags(),
+            [f"--state.sqlite-path={a_file}/sub/state.db", f"--publish.outbox-path={tmp_path}"],
+        )
+    assert err.value.problems == [
+        f"--state.sqlite-path: '{a_file}/sub/state.db' cannot be created: '{a_file}' is not a directory",
+        f"--publish.outbox-path: '{tmp_path}' is a directory; give a file path",
+    ]
+
+
+def test_paths_that_can_be_created_are_accepted(tmp_path):
+    values = _resolve(_identity_flags(), [f"--state.sqlite-path={tmp_path}/new/dir/state.db"])
+    assert values["state_sqlite_path"] == f"{tmp_path}/new/dir/state.db"
+
+
+def test_a_missing_allowlist_that_was_asked_for_is_an_error(tmp_path):
+    from exporters.network.cli import flags
+
+    with pytest.raises(ConfigError) as err:
+        _resolve(flags(), [f"--network.validator-allowlist={tmp_path}/nope.txt"])
+    assert err.value.problems == [f"--network.validator-allowlist: '{tmp_path}/nope.txt' does not exist"]
+
+
+def test_a_bad_duration_or_path_exits_2_with_one_line_each(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporters",
+            "network",
+            "--network.validator-refresh-interval=1e10",
+            f"--state.sqlite-path={tmp_path}",
+            "--web.max-requests=-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert sorted(lines[1:]) == [
+        "  - --network.validator-refresh-interval: '1e10' is longer than 30 days; use e.g. 30s, 5m, 1h",
+        f"  - --state.sqlite-path: '{tmp_path}' is a directory; give a file path",
+        "  - --web.max-requests: '-1' is negative; use 0 for no limit",
+    ]

@@ -258,7 +258,7 @@ def test_without_an_identity_the_allocation_is_absent_and_the_log_says_why(caplo
     assert "allocation not reported" in caplog.text
 
 
-def test_allocation_flags_have_defaults_env_vars_and_the_file_flag_is_gone():
+def test_allocation_flags_have_defaults_env_vars_and_the_file_flag_is_gone(tmp_path):
     v = flag_values()
     assert v["miner_allocation_refresh_interval"] == 900.0
     assert (v["miner_validator_min_stake"], v["miner_max_run_age"], v["miner_chain_timeout"]) == (
@@ -269,11 +269,12 @@ def test_allocation_flags_have_defaults_env_vars_and_the_file_flag_is_gone():
     assert v["subtensor_network"] == "finney" and v["miner_state_dir"] == "~/.opencompute/miner"
     env = {
         "OPENCOMPUTE_MINER_ALLOCATION_REFRESH_INTERVAL": "5m",
-        "OPENCOMPUTE_MINER_VALIDATOR_ALLOWLIST": "/etc/opencompute/validators.txt",
+        "OPENCOMPUTE_MINER_VALIDATOR_ALLOWLIST": str(tmp_path / "validators.txt"),
     }
+    (tmp_path / "validators.txt").write_text("")
     v = flag_values(environ=env)
     assert v["miner_allocation_refresh_interval"] == 300.0
-    assert v["miner_validator_allowlist"] == "/etc/opencompute/validators.txt"
+    assert v["miner_validator_allowlist"] == str(tmp_path / "validators.txt")
     with pytest.raises(ConfigError):
         flag_values("--miner.allocation-refresh-interval=0s")
     with pytest.raises(SystemExit):

@@ -101,3 +101,33 @@ def test_the_background_loop_never_blocks_a_scrape(make_exporter):
     finally:
         loop.stop()
     assert fake.event_sets[0].freed  # freed once the thread has left nvmlEventSetWait
+
+
+def test_the_xid_thread_restarts_after_an_unexpected_error_and_keeps_counting():
+    fake = FakeNvml(two_gpus())
+    watcher, _ = watcher_for(fake)
+    real_wait = fake.nvmlEventSetWait_v2
+    calls = [0]
+
+    def flaky_wait(event_set, timeout_ms):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise TypeError("a driver/binding mismatch, not an NVMLError")
+        return real_wait(event_set, timeout_ms)
+
+    fake.nvmlEventSetWait_v2 = flaky_wait
+    loop = watcher.loop()
+    loop.min_backoff = 0.05
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while loop.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loop.restarts == 1 and loop.alive
+        fake.emit_xid(0, 79)
+        while ("0", "GPU-aaaa", "79") not in watcher.counts() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert watcher.counts()[("0", "GPU-aaaa", "79")][0] == 1
+        assert loop.health()["last_error"] is None  # it recovered
+    finally:
+        loop.stop()

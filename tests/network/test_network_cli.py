@@ -38,14 +38,16 @@ def test_defaults_match_the_documented_cadences_and_thresholds():
     assert all(values[f"collector_{name}"] for name, _, _ in cli.COLLECTORS)
 
 
-def test_every_flag_is_mirrored_by_an_environment_variable_and_bad_values_are_reported_together():
+def test_every_flag_is_mirrored_by_an_environment_variable_and_bad_values_are_reported_together(tmp_path):
+    allowlist = tmp_path / "validators.txt"
+    allowlist.write_text("")
     env = {
         "OPENCOMPUTE_NETWORK_VALIDATOR_REFRESH_INTERVAL": "90s",
-        "OPENCOMPUTE_NETWORK_VALIDATOR_ALLOWLIST": "/etc/validators.txt",
+        "OPENCOMPUTE_NETWORK_VALIDATOR_ALLOWLIST": str(allowlist),
     }
     values = resolve(["--network.max-run-age", "2h"], env)
     assert values["network_validator_refresh_interval"] == 90.0
-    assert values["network_validator_allowlist"] == "/etc/validators.txt"
+    assert values["network_validator_allowlist"] == str(allowlist)
     assert values["network_max_run_age"] == 7200.0
     with pytest.raises(ConfigError) as err:
         resolve(["--network.refresh-timeout", "0s", "--network.validator-min-stake", "-1", "--netuid", "x"])

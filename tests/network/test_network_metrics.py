@@ -21,6 +21,9 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "network.prom"
 
 LIVE_FAMILIES = {  # describe the refresher or the process, not cached run data
     "opencompute_exporter_build_info",
+    "opencompute_exporter_loop_restarts",
+    "opencompute_exporter_loop_up",
+    "opencompute_exporter_loop_last_success_timestamp_seconds",
     "opencompute_scrape_collector_success",
     "opencompute_scrape_collector_duration_seconds",
     "opencompute_network_last_refresh_timestamp_seconds",
