@@ -118,6 +118,9 @@ class Loop:
     func: Callable[[], Any]
     run_first: bool = True
     min_backoff: float = 1.0
+    # The wait after a successful run, from its result (e.g. the registrar's end of a rate-limit
+    # window); None: always ``interval``.
+    next_delay: Callable[[Any], float] | None = None
     restarts: int = field(default=0, init=False)
     last_error: str | None = field(default=None, init=False)
     last_success: float | None = field(default=None, init=False)
@@ -168,9 +171,10 @@ class Loop:
         if not first and self._stop.wait(self.interval):
             return
         while True:
-            self.func()
+            result = self.func()
             self._succeeded()
-            if self._stop.wait(self.interval):
+            delay = self.interval if self.next_delay is None else self.next_delay(result)
+            if self._stop.wait(delay):
                 return
 
     def _succeeded(self) -> None:

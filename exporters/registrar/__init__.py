@@ -385,18 +385,13 @@ def registrar_loop(registrar: Any, interval: float) -> Any:
     """The background loop: every ``interval``, or sooner when a rate-limit wait ends first."""
     from exporters.core.runtime import Loop
 
-    class WaitingLoop(Loop):
-        def _run(self) -> None:
-            while True:
-                result = None
-                try:
-                    result = registrar.run_once()
-                except Exception:  # run_once never raises; a bug here must not end the loop
-                    log.exception("registrar loop failed")
-                if self._stop.wait(registrar.next_delay(self.interval, result)):
-                    return
-
-    return WaitingLoop("registrar", interval, registrar.run_once)
+    # run_once never raises; if a bug made it, the Loop's supervision restarts it with backoff.
+    return Loop(
+        "registrar",
+        interval,
+        registrar.run_once,
+        next_delay=lambda result: registrar.next_delay(interval, result),
+    )
 
 
 def _serve_loop(values: dict[str, Any], registrar: Any, interval: float) -> int:

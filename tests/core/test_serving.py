@@ -352,3 +352,30 @@ def test_sigterm_exits_within_5_seconds_with_idle_slow_and_busy_clients_connecte
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_loop_waits_the_delay_its_last_result_asks_for():
+    """The registrar's loop runs again when a rate-limit window closes, not a whole interval later."""
+    runs: list[float] = []
+    asked: list[object] = []
+
+    def body() -> str:
+        runs.append(time.monotonic())
+        return "waiting" if len(runs) < 3 else "done"
+
+    def next_delay(result: object) -> float:
+        asked.append(result)
+        return 0.05 if result == "waiting" else 3600.0
+
+    loop = Loop("waits", 3600.0, body, next_delay=next_delay)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(runs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+    finally:
+        loop.stop()
+    assert len(runs) == 3  # two short waits, then the long one
+    assert asked == ["waiting", "waiting", "done"]
+    assert runs[2] - runs[0] < 2.0
