@@ -4,14 +4,19 @@ Subcommand modules are imported only when chosen, and they import wandb/bittenso
 they need them, so ``--help`` stays fast.
 
 A subcommand module provides ``flags() -> FlagSet`` and ``run(values: dict) -> int``.
+
+Command-line mistakes get one line, not a page of usage: an unknown flag or command is named
+with its closest match and a pointer to ``--help`` (what kingpin does for node_exporter).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from exporters import __version__
 from exporters.core.config import ConfigError
@@ -26,17 +31,66 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EXIT_CONFIG = 2
+VERSION = f"opencompute-exporters {__version__}"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line with a did-you-mean, then exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(
+            f"{self.prog}: {explain(message, self._flag_names())} (see '{self.prog} --help')", file=sys.stderr
+        )
+        raise SystemExit(EXIT_CONFIG)
+
+    def _flag_names(self) -> list[str]:
+        return [opt for action in self._actions for opt in action.option_strings]
+
+
+def explain(message: str, known: Sequence[str]) -> str:
+    """Rewrite argparse's error text in words, suggesting the closest known flag or command."""
+    if message.startswith("unrecognized arguments: "):
+        unknown = message.removeprefix("unrecognized arguments: ").split()
+        first = next((u for u in unknown if u.startswith("-")), unknown[0])
+        return f"unknown flag {first.split('=', 1)[0]!r}{did_you_mean(first.split('=', 1)[0], known)}"
+    if message.startswith("argument COMMAND: invalid choice: "):
+        given = message.split("'")[1] if "'" in message else message
+        return f"unknown command {given!r}{did_you_mean(given, list(SUBCOMMANDS))}"
+    if message.endswith("expected one argument"):
+        flag = message.removeprefix("argument ").split(":", 1)[0]
+        return f"{flag} needs a value, e.g. {flag}=VALUE"
+    return message
+
+
+def did_you_mean(given: str, known: Sequence[str]) -> str:
+    """``; did you mean '--x'?`` for the closest known name, or nothing when none is close."""
+    close = difflib.get_close_matches(given, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="opencompute-exporter",
         description="Prometheus exporters for the NI Compute Subnet (Bittensor subnet 27).",
     )
-    parser.add_argument("--version", action="version", version=f"opencompute-exporters {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def command_parser(name: str, module: object) -> argparse.ArgumentParser:
+    """The parser of one subcommand: its flags, ``--version``, and its epilog."""
+    epilog = "Every flag can also be set with the environment variable shown in its help."
+    extra_epilog = getattr(module, "HELP_EPILOG", None)  # e.g. a table of exit codes
+    parser = OneLineParser(
+        prog=f"opencompute-exporter {name}",
+        description=SUBCOMMANDS[name][1],
+        epilog=f"{extra_epilog}\n\n{epilog}" if extra_epilog else epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=VERSION, help="Print the version and exit.")
     return parser
 
 
@@ -52,14 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args[0]
     module = importlib.import_module(SUBCOMMANDS[name][0])
     flagset = module.flags()
-    epilog = "Every flag can also be set with the environment variable shown in its help."
-    extra_epilog = getattr(module, "HELP_EPILOG", None)  # e.g. a table of exit codes
-    parser = argparse.ArgumentParser(
-        prog=f"opencompute-exporter {name}",
-        description=SUBCOMMANDS[name][1],
-        epilog=f"{extra_epilog}\n\n{epilog}" if extra_epilog else epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(name, module)
     flagset.install(parser)
     ns = parser.parse_args(args[1:])
     try:

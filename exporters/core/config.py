@@ -50,7 +50,7 @@ def parse_bool(text: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    raise FlagValueError(f"{text!r} is not a boolean; expected true or false, e.g. true")
 
 
 MAX_DURATION = 30 * 86400.0
@@ -157,18 +157,32 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     else:
         host, sep, port_s = t.rpartition(":")
         if not sep:
-            raise ValueError(f"expected host:port, got {text!r}")
-    port = int(port_s)
+            raise FlagValueError(
+                f"{text!r} is not host:port; expected e.g. 0.0.0.0:9927, :9927 or [::1]:9927"
+            )
+    example = "e.g. 0.0.0.0:9927, :9927 or [::1]:9927"
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise FlagValueError(f"{text!r} has no port number; expected host:port, {example}") from None
     if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range in {text!r}")
+        raise FlagValueError(f"port {port} in {text!r} is out of range 0..65535; {example}")
     return (host or "0.0.0.0", port)
+
+
+def whole_number(text: str, expected: str, example: str) -> int:
+    """``int(text)`` with an error a person reads: what was given, what is expected, an example."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise FlagValueError(f"{text!r} is not a whole number; expected {expected}, e.g. {example}") from None
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
-    value = int(text)
+    value = whole_number(text, "a whole number of 1 or more", "4")
     if value < 1:
-        raise ValueError(f"expected a positive integer, got {text!r}")
+        raise FlagValueError(f"{text!r} is less than 1; expected a whole number of 1 or more, e.g. 4")
     return value
 
 
@@ -185,10 +199,60 @@ def non_negative_int(text: str) -> int:
 
 def parse_netuid(text: str) -> int:
     """A subnet netuid (a u16 on chain)."""
-    value = int(text)
+    value = whole_number(text, "a netuid 0..65535", "27 (finney)")
     if not 0 <= value <= 65535:
-        raise ValueError(f"netuid must be in 0..65535, got {value}")
+        raise FlagValueError(f"{text!r} is out of range; expected a netuid 0..65535, e.g. 27 (finney)")
     return value
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a person writes a duration: 900 -> ``15m``, 5400 -> ``1h30m``, 0.25 -> ``250ms``."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    rest = round(seconds)
+    if abs(seconds - rest) > 1e-9:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def format_value(value: Any, *, duration: bool = False) -> str | None:
+    """A resolved flag value written back the way it is typed on the command line (None: unset)."""
+    if value is None or value == () or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if duration and isinstance(value, int | float):
+        return format_duration(float(value))
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[1], int)
+        and isinstance(value[0], str)
+    ):
+        host, port = value
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def is_duration_flag(flag: Flag) -> bool:
+    """Duration flags say so in their metavar or converter name (``DURATION``, ``*_duration``)."""
+    return flag.metavar == "DURATION" or "duration" in getattr(flag.convert, "__name__", "")
+
+
+def format_default(flag: Flag) -> str | None:
+    """How ``--help`` shows a flag's default: ``0.0.0.0:9927``, ``15m``, ``true``; None when unset."""
+    if flag.shown is not None:
+        return flag.shown
+    return format_value(flag.default, duration=is_duration_flag(flag))
 
 
 def choice(options: Iterable[str]) -> Callable[[str], str]:
@@ -198,7 +262,7 @@ def choice(options: Iterable[str]) -> Callable[[str], str]:
     def convert(text: str) -> str:
         low = text.strip().lower()
         if low not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
+            raise FlagValueError(f"{text!r} is not one of {', '.join(allowed)}; e.g. {allowed[0]}")
         return low
 
     return convert
@@ -215,6 +279,8 @@ class Flag:
     is_bool: bool = False
     required: bool = False
     metavar: str | None = None
+
+    shown: str | None = None  # how --help writes the default, where the automatic rendering is wrong
 
     @property
     def dest(self) -> str:
@@ -237,7 +303,8 @@ class FlagSet:
     def install(self, parser: argparse.ArgumentParser) -> None:
         """Declare every flag on ``parser`` with default None so env/defaults apply later."""
         for f in self.flags:
-            help_text = f"{f.help} (env {f.env}; default {f.default!r})"
+            shown = format_default(f)
+            help_text = f"{f.help} (env {f.env}; default {shown})" if shown else f"{f.help} (env {f.env})"
             if f.is_bool:
                 parser.add_argument(
                     f"--{f.name}",
@@ -248,7 +315,11 @@ class FlagSet:
                 )
             else:
                 parser.add_argument(
-                    f"--{f.name}", dest=f.dest, default=None, metavar=f.metavar or "VALUE", help=help_text
+                    f"--{f.name}",
+                    dest=f.dest,
+                    default=None,
+                    metavar=f.metavar or ("DURATION" if is_duration_flag(f) else "VALUE"),
+                    help=help_text,
                 )
 
     def resolve(
@@ -348,5 +419,5 @@ def _web_config(text: str) -> Any:
 
 def _path(text: str) -> str:
     if not text.startswith("/") or text == "/":
-        raise ValueError("must start with '/' and not be '/'")
+        raise FlagValueError(f"{text!r} must start with '/' and not be '/'; e.g. /metrics")
     return text

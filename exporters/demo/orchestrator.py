@@ -406,7 +406,7 @@ class Demo:
     def _start_monitoring(self) -> None:
         cfg = self.config
         if not cfg.prometheus:
-            self.notes.append("Prometheus and Alertmanager not started (--demo.no-prometheus).")
+            self.notes.append("Prometheus and Alertmanager not started (--no-demo.prometheus).")
             return
         prom = promstack.find_binary(promstack.PROMETHEUS_NAMES)
         am = promstack.find_binary(promstack.ALERTMANAGER_NAMES)

@@ -53,7 +53,7 @@ def test_every_problem_is_reported_at_once():
         _resolve(fs, ["--web.listen-address", "nonsense", "--web.telemetry-path", "metrics"], env)
     text = "\n".join(err.value.problems)
     assert len(err.value.problems) == 4
-    assert "--web.listen-address='nonsense'" in text
+    assert "--web.listen-address: 'nonsense' is not host:port" in text
     assert "--web.telemetry-path" in text
     assert "OPENCOMPUTE_REFRESH: 'soon' is not a duration; use e.g. 30s, 5m, 1h" in text
     assert "--wallet.name (or OPENCOMPUTE_WALLET_NAME) is required" in text
@@ -107,8 +107,8 @@ def test_invalid_configuration_exits_2_with_all_problems_and_no_traceback(tmp_pa
     )
     assert proc.returncode == 2, proc.stderr
     assert "invalid configuration" in proc.stderr
-    assert "--web.listen-address='x'" in proc.stderr
-    assert "OPENCOMPUTE_LOG_LEVEL='loud'" in proc.stderr
+    assert "--web.listen-address: 'x' is not host:port" in proc.stderr
+    assert "OPENCOMPUTE_LOG_LEVEL: 'loud' is not one of debug, info, warning, error" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

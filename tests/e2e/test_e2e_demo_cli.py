@@ -128,7 +128,7 @@ def test_the_demo_command_runs_the_exporters_and_says_so_when_prometheus_is_not_
 
 def test_ctrl_c_while_the_demo_is_starting_stops_what_was_started(tmp_path):
     ports = free_ports(7)
-    proc, out = start(demo_command(tmp_path, ports, "--demo.no-prometheus"))
+    proc, out = start(demo_command(tmp_path, ports, "--no-demo.prometheus"))
     try:
         assert out.wait_for("seeded", timeout=30), out.text()
         proc.send_signal(signal.SIGINT)
