@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alerts import thresholds as t
 from alerts.builder import Alert
-from dashboards import uids
+from exporters import dashboard_uids as uids
 
 STEM = "chain"
 OURS = "max by (hotkey) (opencompute_network_our_hotkey_info)"

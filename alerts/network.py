@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alerts import thresholds as t
 from alerts.builder import Alert, ours
-from dashboards import uids
+from exporters import dashboard_uids as uids
 
 STEM = "network"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alerts import thresholds as t
 from alerts.builder import Alert
-from dashboards import uids
+from exporters import dashboard_uids as uids
 
 STEM = "workload"
 

@@ -2,7 +2,7 @@
 
 One module per dashboard, each with ``UID`` and ``build()``; ``house_style`` holds our
 defaults and ``queries`` every PromQL expression. grafanalib is imported only inside this
-package, and only when a dashboard is built, so ``dashboards.uids`` stays cheap to import.
+package, and only when a dashboard is built, so ``exporters.dashboard_uids`` stays cheap to import.
 """
 
 from __future__ import annotations

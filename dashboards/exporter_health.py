@@ -13,7 +13,7 @@ from grafanalib import core
 from alerts import thresholds
 from dashboards import house_style as hs
 from dashboards import queries as q
-from dashboards import uids
+from exporters import dashboard_uids as uids
 
 UID = uids.EXPORTER_HEALTH
 _COLLECTOR_LEGEND = "{{instance}} {{collector}}"

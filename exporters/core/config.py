@@ -17,20 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporters.core.errors import ConfigError
+from exporters.core.webconfig import load_web_config
+
 ENV_PREFIX = "OPENCOMPUTE_"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
-
-
-class ConfigError(Exception):
-    """All configuration problems found at startup, reported together."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def dest_of(name: str) -> str:
@@ -412,8 +407,6 @@ def enabled_collectors(
 
 def _web_config(text: str) -> Any:
     # Validated while flags resolve, so its problems are reported with all the others.
-    from exporters.core.webconfig import load_web_config
-
     return load_web_config(text)
 
 

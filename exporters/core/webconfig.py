@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporters.core.config import ConfigError
+from exporters.core.errors import ConfigError
 
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,

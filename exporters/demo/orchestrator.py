@@ -350,7 +350,7 @@ class Demo:
         are known (a low-stake validator is not trusted, every miner has a uid). The static
         allowlist is the next fallback, used only if that file is unreadable.
         """
-        from exporters.network.trust import MetagraphCache
+        from exporters.subnet.trust import MetagraphCache
 
         assert self.subnet is not None
         state_dir = self.dir / "network-state"

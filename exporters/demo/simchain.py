@@ -3,7 +3,7 @@
 There is no chain in the demo, so the network exporter's chain collector reads this instead,
 through the same seam as production (:class:`exporters.network.chain.ChainReader` takes anything
 with ``read(netuid, coldkeys)``, here :meth:`SimulatedChain.read`). The neurons are the
-simulation's metagraph (the :class:`~exporters.network.trust.ChainState` the demo already writes for
+simulation's metagraph (the :class:`~exporters.subnet.trust.ChainState` the demo already writes for
 validator trust), so registrations, permits and stakes agree with the network view. On top:
 
 - blocks advance with wall time (``block_seconds``, 1 s by default: a "fast blocks" chain), and
@@ -42,7 +42,7 @@ U16_MAX = 65535
 class SimulatedChain:
     """A subnet whose metagraph is computed from (seed, current block); see the module docstring."""
 
-    neurons: Mapping[str, Any]  # hotkey -> exporters.network.trust.NeuronInfo (uid, permit, stake)
+    neurons: Mapping[str, Any]  # hotkey -> exporters.subnet.trust.NeuronInfo (uid, permit, stake)
     netuid: int = 27
     seed: int = 27
     tempo: int = 60
@@ -217,7 +217,7 @@ def from_values(values: Mapping[str, Any]) -> SimulatedChain:
     """The simulated chain of the metagraph the demo saved in ``--network.state-dir``."""
     import os
 
-    from exporters.network.trust import MetagraphCache
+    from exporters.subnet.trust import MetagraphCache
 
     netuid = int(values.get("netuid", 27))
     state_dir = values.get("network_state_dir")

@@ -4,12 +4,12 @@ The original miner asks ``get_allocated_hotkeys`` every 75 blocks (about 15 minu
 allocated when a trusted validator's verified run lists its hotkey in ``allocated_hotkeys``.
 :class:`AllocationSource` applies exactly the rule of the network exporter, with its code:
 
-1. the validator set comes from :class:`~exporters.network.trust.ValidatorResolver` (chain, else
+1. the validator set comes from :class:`~exporters.subnet.trust.ValidatorResolver` (chain, else
    the last good metagraph on disk, else the allowlist);
 2. ONE ``read_runs("validator", netuid)`` per refresh;
-3. :func:`~exporters.network.reading.read_network`, the network's reading (the original's v1
+3. :func:`~exporters.subnet.reading.read_network`, the network's reading (the original's v1
    signature check on the top-level config, every run counted, no age rule), then
-   :func:`~exporters.network.views.allocated_hotkeys`, as the network view does. So the miner
+   :func:`~exporters.subnet.views.allocated_hotkeys`, as the network view does. So the miner
    is "allocated" exactly when the original's ``get_allocated_hotkeys`` lists it.
 
 Several trusted validators may claim the same miner (the original concatenates their lists).
@@ -36,8 +36,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporters.core.collector import SubCollector
 from exporters.core.state.base import StateStore, StoreError
-from exporters.network import reading, views
-from exporters.network.trust import ValidatorResolver, Verifier
+from exporters.subnet import reading, views
+from exporters.subnet.trust import ValidatorResolver, Verifier
 
 log = logging.getLogger(__name__)
 

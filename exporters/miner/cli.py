@@ -135,7 +135,7 @@ def flags() -> FlagSet:
         ),
     )
     from exporters.core.identity import identity_flags
-    from exporters.network.trust import trust_flags
+    from exporters.subnet.trust import trust_flags
 
     fs.add(*_workload_flags())
     fs.add(*identity_flags("miner"))
@@ -310,7 +310,7 @@ def _allocation_source(
     values: dict[str, Any], identity: Any, store: Any, validator_source: Any, clock: Callable[[], float]
 ) -> Any:
     from exporters.miner.allocation import AllocationSource
-    from exporters.network.trust import DEFAULT_MAX_RUN_AGE, build_resolver, chain_source
+    from exporters.subnet.trust import DEFAULT_MAX_RUN_AGE, build_resolver, chain_source
 
     source = validator_source if validator_source is not None else chain_source(values)
     return AllocationSource(

@@ -23,8 +23,8 @@ from exporters.core.identity import store_flags
 from exporters.core.runtime import Exporter, Loop
 from exporters.network.chain import ChainReader, build_reader, chain_client, chain_flags
 from exporters.network.ours import OurHotkeys, OursCollector, our_flags, ss58_list
-from exporters.network.trust import build_resolver, chain_source, trust_flags
-from exporters.network.views import NI_PENALTY_AUTHORITY
+from exporters.subnet.trust import build_resolver, chain_source, trust_flags
+from exporters.subnet.views import NI_PENALTY_AUTHORITY
 
 log = logging.getLogger(__name__)
 

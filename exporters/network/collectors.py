@@ -19,9 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from exporters.core.collector import SubCollector
 from exporters.core.signing import REJECT_REASONS
-from exporters.network import divergence, views
+from exporters.network import divergence
 from exporters.network.refresh import FAILURE_REASONS, ROLES, Snapshot
-from exporters.network.trust import TRUST_SOURCES
+from exporters.subnet import views
+from exporters.subnet.trust import TRUST_SOURCES
 
 CACHED = " Cached: as of the last successful refresh."
 SIGNATURES = ("v2", "v1_only")

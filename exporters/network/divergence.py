@@ -1,6 +1,6 @@
 """Where the strict reading departs from the network's, and which validator makes it so.
 
-The network's reading (:mod:`exporters.network.reading`) is what every v1.9.0 validator
+The network's reading (:mod:`exporters.subnet.reading`) is what every v1.9.0 validator
 computes. The strict reading counts one run per validator hotkey, requires a validator permit,
 drops runs older than ``--network.max-run-age`` and reads content from the hotkey's signed v2
 envelope where it has one. Comparing the two answers "the network computes X; a strict reading
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from exporters.network import views
+from exporters.subnet import views
 
 KINDS = ("allocation", "stats", "penalty")
 # Why the strict reading treats a validator the network counts differently, most telling first.

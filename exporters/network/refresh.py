@@ -9,7 +9,7 @@ hour (their specs change about that often). Each refresh:
 2. makes ONE ``read_runs`` call for the role, asking only for runs updated since the previous
    read (minus an overlap), merged into the cached set; a full re-read every few hours drops
    deleted runs;
-3. reads the validator runs as the network does (:mod:`exporters.network.reading`: the
+3. reads the validator runs as the network does (:mod:`exporters.subnet.reading`: the
    original's trust rule, signature check and order, every run counted) for the default views
    (allocation, penalties, dominant stats), and strictly (:func:`verify_runs`: one run per
    hotkey, permit, max age, v2 content) for the divergence between the two
@@ -32,8 +32,9 @@ from types import MappingProxyType
 from typing import Any
 
 from exporters.core.state.base import RunRecord, StateStore, StoreError
-from exporters.network import divergence, reading, views
-from exporters.network.trust import (
+from exporters.network import divergence
+from exporters.subnet import reading, views
+from exporters.subnet.trust import (
     ValidatorResolver,
     ValidatorSet,
     VerificationResult,

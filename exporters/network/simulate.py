@@ -24,7 +24,7 @@ from typing import Any
 
 from exporters.core.signing import ENVELOPE_KEY, make_envelope, sign_v1
 from exporters.core.state.base import RequestCounts, RunRecord, StateStore
-from exporters.network.trust import ChainState, NeuronInfo, StaticValidatorSource
+from exporters.subnet.trust import ChainState, NeuronInfo, StaticValidatorSource
 
 # (model, proof-of-GPU score weight as in the original's config.yaml)
 GPU_MODELS = (

@@ -18,7 +18,8 @@ from helpers.generated import assert_generated_files_current
 
 import alerts
 from alerts import builder, thresholds
-from dashboards import queries, uids
+from dashboards import queries
+from exporters import dashboard_uids as uids
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = REPO / "alerts" / "generated"

@@ -16,7 +16,8 @@ import pytest
 from helpers.generated import assert_generated_files_current
 
 import dashboards
-from dashboards import house_style, queries, uids
+from dashboards import house_style, queries
+from exporters import dashboard_uids as uids
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = REPO / "dashboards" / "generated"

@@ -8,7 +8,7 @@ from bittensor_core import Keypair
 from exporters.demo.simchain import SimulatedChain
 from exporters.network.chain import ChainReader
 from exporters.network.ours import OurHotkeys
-from exporters.network.trust import NeuronInfo
+from exporters.subnet.trust import NeuronInfo
 
 
 def _neurons(count: int = 8) -> dict[str, NeuronInfo]:

@@ -17,7 +17,7 @@ from exporters.demo.orchestrator import (
     republish_without_penalty,
 )
 from exporters.network.simulate import seed_network
-from exporters.network.views import VerifiedRun, penalized_hotkeys, penalty_view
+from exporters.subnet.views import VerifiedRun, penalized_hotkeys, penalty_view
 
 
 def _verified(store: SQLiteStateStore) -> list[VerifiedRun]:

@@ -18,7 +18,7 @@ from exporters.core.signing import ENVELOPE_KEY
 from exporters.core.state.sqlite_store import SQLiteStateStore
 from exporters.miner.cli import MinerParts, flags
 from exporters.miner.host import HostSpecs
-from exporters.network.trust import ChainState, NeuronInfo, StaticValidatorSource
+from exporters.subnet.trust import ChainState, NeuronInfo, StaticValidatorSource
 
 PINNED_HOST = HostSpecs(
     cpu_cores=32,

@@ -6,7 +6,7 @@ import pytest
 from helpers.clock import Clock
 
 from exporters.network.simulate import MemoryStateStore, seed_network
-from exporters.network.trust import MetagraphCache, ValidatorResolver
+from exporters.subnet.trust import MetagraphCache, ValidatorResolver
 
 
 @pytest.fixture

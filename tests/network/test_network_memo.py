@@ -9,8 +9,8 @@ from network_helpers import key
 
 from exporters.core.signing import sign_v1
 from exporters.core.state.base import RunRecord
-from exporters.network.reading import V1Memo
-from exporters.network.views import StatsMemo
+from exporters.subnet.reading import V1Memo
+from exporters.subnet.views import StatsMemo
 
 ENTRY = {"gpu_specs": {"gpu_name": "H100", "num_gpus": 8}, "score": 80, "own_score": True, "allocated": True}
 

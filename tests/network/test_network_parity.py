@@ -23,14 +23,14 @@ from exporters.core.signing import sign_v1
 from exporters.core.state.base import RunRecord
 from exporters.network.refresh import NetworkRefresher
 from exporters.network.simulate import MemoryStateStore
-from exporters.network.trust import (
+from exporters.subnet.trust import (
     ChainState,
     MetagraphCache,
     NeuronInfo,
     StaticValidatorSource,
     ValidatorResolver,
 )
-from exporters.network.views import MAX_UID, is_ss58
+from exporters.subnet.views import MAX_UID, is_ss58
 
 NOW = 1_750_000_000.0
 HOUR = 3600.0

@@ -20,14 +20,14 @@ from exporters.network import cli
 from exporters.network.collectors import PenaltiesCollector
 from exporters.network.refresh import NetworkRefresher
 from exporters.network.simulate import LOW_STAKE, VALIDATOR_STAKE, MemoryStateStore
-from exporters.network.trust import (
+from exporters.subnet.trust import (
     ChainState,
     MetagraphCache,
     NeuronInfo,
     StaticValidatorSource,
     ValidatorResolver,
 )
-from exporters.network.views import NI_PENALTY_AUTHORITY
+from exporters.subnet.views import NI_PENALTY_AUTHORITY
 
 AUTHORITY, OTHER, LOW = "//validator0", "//validator1", "//validator-lowstake"
 MINERS = [key(f"//miner{i}").ss58_address for i in range(6)]

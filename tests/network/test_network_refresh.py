@@ -12,8 +12,8 @@ from exporters.core.state.base import StoreUnavailable
 from exporters.network import refresh as refresh_module
 from exporters.network.refresh import DEFAULT_OVERLAP, NetworkRefresher, Snapshot, TimedRefresh
 from exporters.network.simulate import MemoryStateStore, seed_network
-from exporters.network.trust import MetagraphCache, ValidatorResolver
-from exporters.network.views import BAD_INPUT_REASONS
+from exporters.subnet.trust import MetagraphCache, ValidatorResolver
+from exporters.subnet.views import BAD_INPUT_REASONS
 
 DAY = 86400.0
 

@@ -10,7 +10,7 @@ from fakes.substrate import FakeSubstrate
 from network_helpers import key, record
 
 from exporters.core.signing import ENVELOPE_KEY, REJECT_REASONS
-from exporters.network.trust import (
+from exporters.subnet.trust import (
     BittensorChainSource,
     ChainState,
     ChainUnavailable,

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from exporters.network import views
-from exporters.network.views import (
+from exporters.subnet import views
+from exporters.subnet.views import (
     Issues,
     MinerSpec,
     UidStats,

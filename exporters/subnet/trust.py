@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 from exporters.core.config import Flag, existing_file, positive_duration
 from exporters.core.state.base import RunRecord
-from exporters.network.views import VerifiedRun, is_ss58
+from exporters.subnet.views import VerifiedRun, is_ss58
 
 log = logging.getLogger(__name__)
 

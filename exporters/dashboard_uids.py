@@ -1,8 +1,8 @@
-"""Stable dashboard uids, importable without grafanalib.
+"""Stable dashboard uids: the one registry that dashboards (which carry them) and alerts (which
+link to them by ``/d/<uid>``) share, so neither package imports the other.
 
-Alerts link to dashboards by uid (``/d/<uid>``) and the Kubernetes ConfigMaps are named after
-them, so a uid must never change once released. Kept apart from the dashboard modules so
-``alerts`` can import them without paying for grafanalib.
+The Kubernetes ConfigMaps are named after them too, so a uid must never change once released.
+Plain strings, importable without grafanalib.
 """
 
 from __future__ import annotations

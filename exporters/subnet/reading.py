@@ -9,7 +9,7 @@ actual result. The rules, as ni-compute v1.9.0 applies them (``compute/wandb/wan
 - **Signature**: ``verify_run``, the v1 check of ``config.hotkey``/``config.signature`` over
   ``sha256(run_id)``, with its truthiness test on both fields.
 - **Trust**: the hotkey is among the validator set (stake strictly above the threshold, no
-  permit check; see :func:`exporters.network.trust.validators_from`). The penalty checklist
+  permit check; see :func:`exporters.subnet.trust.validators_from`). The penalty checklist
   instead comes from the hardcoded authority, on its signature alone.
 - **Every verified run counts**: no age rule, no de-duplication per hotkey, any run state.
 - **Order**: ``api.runs`` without an ``order`` argument; wandb 0.19.0 (pinned by v1.9.0)
@@ -29,7 +29,7 @@ from typing import Any
 
 from exporters.core.signing import verify_v1
 from exporters.core.state.base import RunRecord
-from exporters.network.views import VerifiedRun
+from exporters.subnet.views import VerifiedRun
 
 ORIGINAL_ORDER = "+created_at"  # wandb 0.19.0 ``Api.runs(order="+created_at")`` default
 

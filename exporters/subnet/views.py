@@ -513,7 +513,7 @@ def stats_votes(
     """uid -> dominant entry plus agreement figures, over ``(validator_hotkey, stats)`` pairs.
 
     ``runs`` must be in the original's read order (``api.runs`` default, see
-    :data:`exporters.network.reading.ORIGINAL_ORDER`), because first-seen order breaks ties.
+    :data:`exporters.subnet.reading.ORIGINAL_ORDER`), because first-seen order breaks ties.
     Where the original raises (a contested entry ``pick_dominant_dict`` cannot key, a
     non-integer uid), the entry or uid is skipped and the reason added to ``crashes``.
     """
