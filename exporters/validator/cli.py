@@ -199,7 +199,7 @@ def build_exporter(
 def _publish_once(source: Any, publisher: Any) -> Callable[[], bool]:
     """Build the payload from a fresh snapshot, hand it to the outbox and try to publish it."""
     from exporters.validator.payload import build_validator_payload
-    from exporters.validator.snapshot import DbReadError
+    from exporters.validator.schema import DbReadError
 
     def publish() -> bool:
         try:

@@ -1,4 +1,4 @@
-"""Collectors that turn a ComputeDb :class:`~exporters.validator.snapshot.Snapshot` into metrics.
+"""Collectors that turn a ComputeDb :class:`~exporters.validator.records.Snapshot` into metrics.
 
 All of them read the same shared snapshot (:class:`SnapshotSource`), so one scrape reads the
 database once. Label cardinality is bounded by the subnet size: every labelled family is keyed
@@ -12,13 +12,9 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters.core.collector import SubCollector
-from exporters.validator.snapshot import (
-    REASONS,
-    DbReadError,
-    Snapshot,
-    SnapshotSource,
-    normalized_score,
-)
+from exporters.validator.records import Snapshot, normalized_score
+from exporters.validator.schema import REASONS, DbReadError
+from exporters.validator.snapshot import SnapshotSource
 
 MINER_STATES: tuple[str, ...] = ("known", "queryable", "allocated", "penalized", "no_specs")
 # (table, column) pairs whose bad values are reported, always exported (0 when clean).

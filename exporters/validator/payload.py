@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporters.validator.snapshot import DbReadError, Snapshot, normalized_score
+from exporters.validator.records import Snapshot, normalized_score
+from exporters.validator.schema import DbReadError
 
 PAYLOAD_TABLES: tuple[str, ...] = ("stats", "allocation", "blacklist")
 

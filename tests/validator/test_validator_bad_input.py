@@ -15,7 +15,8 @@ import pytest
 from validator_helpers import HOTKEYS, execute, sample
 
 from exporters.validator.payload import build_validator_payload
-from exporters.validator.snapshot import DbReadError, SnapshotReader
+from exporters.validator.schema import DbReadError
+from exporters.validator.snapshot import SnapshotReader
 
 UP = "opencompute_validator_db_up"
 ERRORS = "opencompute_validator_db_errors_total"
@@ -304,7 +305,7 @@ def test_an_unexpected_parser_failure_fails_only_its_table_with_reason_error(
     def broken(*_args, **_kwargs):
         raise RuntimeError("unexpected value shape")
 
-    monkeypatch.setattr(snapshot, "_fetch_details", broken)
+    monkeypatch.setattr(snapshot, "fetch_details", broken)
     samples = scraper_for(sim_db.path).scrape()
     assert sample(samples, UP) == 0.0
     assert sample(samples, ERRORS, reason="error") == 1.0

@@ -92,7 +92,7 @@ def test_the_exporter_process_serves_and_stops_cleanly_on_sigterm(sim_db):
 
 
 def test_collector_table_map_covers_every_snapshot_table():
-    from exporters.validator.snapshot import TABLES
+    from exporters.validator.schema import TABLES
 
     used = {t for tables in cli.COLLECTOR_TABLES.values() for t in tables} | set(cli.PUBLISH_TABLES)
     assert used == set(TABLES)

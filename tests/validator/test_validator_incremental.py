@@ -21,8 +21,9 @@ from typing import Any
 
 from validator_helpers import HOTKEYS, NOW, execute
 
+from exporters.validator.records import Snapshot
 from exporters.validator.simulate import create_compute_db, sqlite_timestamp
-from exporters.validator.snapshot import Snapshot, SnapshotReader
+from exporters.validator.snapshot import SnapshotReader
 
 BIG = ("pog_stats", "challenge_details")
 POG_INSERT = "INSERT INTO pog_stats (hotkey, gpu_name, num_gpus, created_at) VALUES (?, ?, ?, ?)"

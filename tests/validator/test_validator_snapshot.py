@@ -10,14 +10,11 @@ import pytest
 from validator_helpers import HOTKEYS, NOW, execute
 
 from exporters.validator.models import MODELS
+from exporters.validator.parsing import parse_timestamp
+from exporters.validator.records import StatsRecord, normalized_score
+from exporters.validator.schema import TABLES
 from exporters.validator.simulate import create_compute_db, sqlite_timestamp
-from exporters.validator.snapshot import (
-    TABLES,
-    SnapshotReader,
-    StatsRecord,
-    normalized_score,
-    parse_timestamp,
-)
+from exporters.validator.snapshot import SnapshotReader
 
 # The original ComputeDb columns (name, declared type, NOT NULL, default, pk) per table, v1.9.0.
 ORIGINAL_COLUMNS = {
