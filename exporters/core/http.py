@@ -25,8 +25,9 @@ import logging
 import queue
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -38,6 +39,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from exporters import __version__
 from exporters.core.collector import ScrapeCollector
 from exporters.core.webconfig import WebConfig
 
@@ -158,6 +160,17 @@ class _Families:
         return iter(self._families)
 
 
+@dataclass(frozen=True)
+class Landing:
+    """What the landing page says about this process: what runs, where its state goes, where
+    its metrics are documented (node_exporter's landing page shows version and links too)."""
+
+    collectors: Sequence[str] = ()
+    loops: Sequence[str] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)  # e.g. {"state backend": "wandb"}
+    docs: str | None = None  # this exporter's metrics reference, e.g. docs/metrics/miner.md
+
+
 def build_app(
     registry: CollectorRegistry,
     *,
@@ -168,6 +181,7 @@ def build_app(
     max_requests: int = DEFAULT_MAX_REQUESTS,
     health: HealthSource | None = None,
     slot_wait: float = SLOT_WAIT,
+    landing_info: Landing | None = None,
 ) -> WSGIApp:
     """The exporter's WSGI app: ``/``, telemetry path, ``/health``, behind optional basic auth.
 
@@ -178,7 +192,7 @@ def build_app(
     """
     shared = SharedScrape(registry)
     filtered_app = make_wsgi_app(registry)  # ?name[]= selects families: served unshared
-    landing = _landing_page(exporter, telemetry_path)
+    landing = _landing_page(exporter, telemetry_path, landing_info or Landing())
     cfg = web_config or WebConfig()
     slots = threading.BoundedSemaphore(max_requests) if max_requests > 0 else None
 
@@ -263,14 +277,26 @@ def _health(
     return [json.dumps(body).encode() + b"\n"]
 
 
-def _landing_page(exporter: str, telemetry_path: str) -> bytes:
-    name = html.escape(f"opencompute {exporter} exporter")
-    path = html.escape(telemetry_path)
+def _landing_page(exporter: str, telemetry_path: str, info: Landing) -> bytes:
+    """The page at ``/``: version, what is enabled, where state goes, and links (all escaped)."""
+    esc = html.escape
+    name = esc(f"opencompute {exporter} exporter")
+    path = esc(telemetry_path)
+    rows = [("version", __version__)]
+    if info.collectors:
+        rows.append(("collectors", ", ".join(info.collectors)))
+    if info.loops:
+        rows.append(("background loops", ", ".join(info.loops)))
+    rows.extend(info.settings.items())
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
+    links = [(path, "Metrics"), ("/health", "Health")]
+    if info.docs:
+        links.append((esc(info.docs), "Metrics reference"))
+    items = "".join(f'<li><a href="{href}">{text}</a></li>' for href, text in links)
     return (
         f"<!DOCTYPE html><html><head><title>{name}</title></head><body>"
         f"<h1>{name}</h1><p>NI Compute Subnet (SN27) metrics for Prometheus.</p>"
-        f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/health">Health</a></li></ul>'
-        "</body></html>\n"
+        f"<table>{table}</table><ul>{items}</ul></body></html>\n"
     ).encode()
 
 

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporters import __version__
+from exporters import DOCS_URL, __version__
 from exporters.core.collector import ScrapeCollector, SubCollector
-from exporters.core.http import DEFAULT_MAX_REQUESTS, HTTPServer, build_app
+from exporters.core.http import DEFAULT_MAX_REQUESTS, HTTPServer, Landing, build_app
 from exporters.core.statelog import StateLog
 from exporters.core.webconfig import WebConfig
 
@@ -101,6 +101,22 @@ class BuildInfoCollector(Collector):
 
 
 MAX_BACKOFF = 300.0
+
+
+def landing_settings(values: Mapping[str, Any]) -> dict[str, str]:
+    """The configuration worth a glance on the landing page: where state goes, which subnet."""
+    shown: dict[str, str] = {}
+    backend = values.get("state_backend")
+    if backend == "wandb":
+        project = f"{values.get('wandb_entity', '')}/{values.get('wandb_project', '')}".strip("/")
+        shown["state backend"] = f"wandb ({project})" if project else "wandb"
+    elif backend:
+        shown["state backend"] = f"{backend} ({values.get('state_sqlite_path', '')})"
+    if values.get("netuid") is not None:
+        shown["netuid"] = str(values["netuid"])
+    if values.get("publish_mode"):
+        shown["publish mode"] = str(values["publish_mode"])
+    return shown
 
 
 @dataclass
@@ -290,7 +306,14 @@ class Exporter:
         telemetry_path: str = "/metrics",
         web_config: WebConfig | None = None,
         max_requests: int = DEFAULT_MAX_REQUESTS,
+        settings: Mapping[str, str] | None = None,
     ) -> HTTPServer:
+        landing = Landing(
+            collectors=[c.name for c in self.collectors],
+            loops=[loop.name for loop in self.loops],
+            settings=settings or {},
+            docs=f"{DOCS_URL}/{self.name}.md",
+        )
         app = build_app(
             self.registry,
             exporter=self.name,
@@ -299,6 +322,7 @@ class Exporter:
             scrape=self.scrape,
             max_requests=max_requests,
             health=self.health,
+            landing_info=landing,
         )
         return HTTPServer(app, host, port, web_config)
 
@@ -313,6 +337,7 @@ class Exporter:
                 values["web_telemetry_path"],
                 web_config,
                 values.get("web_max_requests", DEFAULT_MAX_REQUESTS),
+                landing_settings(values),
             )
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", host, port, exc.strerror or exc)

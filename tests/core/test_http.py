@@ -156,3 +156,24 @@ def test_tls_and_basic_auth_work_together(serve, tmp_path, tls_material):
     assert requests.get(url, verify=ca, timeout=5).status_code == 401
     assert requests.get(url, verify=ca, auth=("u", "pw"), timeout=5).status_code == 200
     assert ssl.OPENSSL_VERSION  # the stdlib ssl module served this, not a proxy
+
+
+def test_landing_page_shows_version_collectors_state_backend_and_docs():
+    from exporters import __version__
+    from exporters.core.runtime import landing_settings
+
+    collectors = [Ok()]
+    values = {"state_backend": "wandb", "wandb_entity": "neuralinternet", "wandb_project": "opencompute"}
+    srv = Exporter("test", collectors).server(
+        "127.0.0.1", 0, "/metrics", None, settings={**landing_settings(values), "note": "<b>"}
+    )
+    srv.start()
+    try:
+        text = requests.get(f"http://127.0.0.1:{srv.port}/", timeout=5).text
+    finally:
+        srv.shutdown()
+    assert f"<th>version</th><td>{__version__}</td>" in text
+    assert "<th>collectors</th><td>ok</td>" in text
+    assert "<th>state backend</th><td>wandb (neuralinternet/opencompute)</td>" in text
+    assert "&lt;b&gt;" in text and "<b>" not in text  # settings are escaped
+    assert 'href="https://github.com/' in text and "/docs/metrics/test.md" in text
