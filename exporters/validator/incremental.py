@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
 
-from peewee import JOIN, SQL, Case, Select, SqliteDatabase, fn
+from peewee import JOIN, OP, SQL, Case, Expression, Select, SqliteDatabase, fn
 
 from exporters.validator.models import (
     ChallengeDetails,
@@ -162,33 +162,38 @@ class PogTable(BigTable):
     columns = ("hotkey", "gpu_name", "num_gpus", "created_at")
 
     def query(self, after: Any) -> Select:
+        # Two aggregates, no sort: the newest success's ``created_at`` per hotkey (``MAX`` orders
+        # values exactly as ``ORDER BY`` does), then the lowest id among the successes of that
+        # second (``IS``: a NULL created_at matches too, as ORDER BY ... DESC would return it).
+        # A ROW_NUMBER() window did the same with a sort of every row (bench_validator: cold 310
+        # vs 235 ms, appended 57 vs 45-49 ms at 100k rows).
         success = PogStats.gpu_name.is_null(False) & PogStats.num_gpus.is_null(False)
         agg = PogStats.select(
             PogStats.hotkey,
             fn.COUNT(SQL("*")).alias("n"),
             fn.MAX(PogStats.id).alias("last_id"),
+            fn.MAX(Case(None, [(success, PogStats.created_at)])).alias("ok_at"),
         )
-        order = [PogStats.created_at.desc(), PogStats.id.asc()]
-        ranked = PogStats.select(
-            PogStats.hotkey.alias("hk"),
-            PogStats.id.alias("rid"),
-            fn.ROW_NUMBER().over(partition_by=[PogStats.hotkey], order_by=order).alias("rk"),
-        ).where(success)
+        p = PogStats.alias("p")
+        best = p.select(p.hotkey.alias("hk"), fn.MIN(p.id).alias("rid"))
+        p_success = p.gpu_name.is_null(False) & p.num_gpus.is_null(False)
         if after is not None:
             agg = agg.where(PogStats.id > after)
-            ranked = ranked.where(PogStats.id > after)
+            p_success = p_success & (p.id > after)
         agg = agg.group_by(PogStats.hotkey).cte("agg")
-        ranked = ranked.cte("ranked")
+        same_second = (p.hotkey == agg.c.hotkey) & Expression(p.created_at, OP.IS, agg.c.ok_at)
+        # CROSS JOIN keeps pog_stats the outer loop (SQLite's planner would otherwise build an
+        # automatic index over all of pog_stats for every read); agg is the small inner side.
+        best = best.join(agg, JOIN.CROSS).where(p_success & same_second).group_by(p.hotkey).cte("best")
         last, good = PogStats.alias("last"), PogStats.alias("good")
-        on_rank = (ranked.c.hk == agg.c.hotkey) & (ranked.c.rk == 1)
         return (
             agg.select_from(
                 agg.c.hotkey, agg.c.n, last.created_at, good.gpu_name, good.num_gpus, good.created_at
             )
             .join(last, on=(last.id == agg.c.last_id))
-            .join(ranked, JOIN.LEFT_OUTER, on=on_rank)
-            .join(good, JOIN.LEFT_OUTER, on=(good.id == ranked.c.rid))
-            .with_cte(agg, ranked)
+            .join(best, JOIN.LEFT_OUTER, on=(best.c.hk == agg.c.hotkey))
+            .join(good, JOIN.LEFT_OUTER, on=(good.id == best.c.rid))
+            .with_cte(agg, best)
         )
 
     def merge(self, old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
