@@ -211,6 +211,10 @@ def test_registrar_is_a_oneshot_run_by_an_hourly_timer():
     service = parse_unit(SYSTEMD / REGISTRAR_UNIT)
     timer = parse_unit(SYSTEMD / "opencompute-registrar.timer")
     assert one(service, "Service", "Type") == "oneshot"
+    # Inside the serving rate limit (exit 20) the next hourly run serves: not a failed unit.
+    from exporters.registrar.record import ExitCode
+
+    assert one(service, "Service", "SuccessExitStatus") == str(int(ExitCode.RATE_LIMITED))
     assert "Install" not in service, "the timer, not the service, is what gets enabled"
     assert one(timer, "Timer", "Unit") == REGISTRAR_UNIT
     assert one(timer, "Timer", "OnUnitActiveSec") == "1h"
