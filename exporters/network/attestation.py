@@ -15,8 +15,10 @@ hotkey (two exporters with one key) are counted as ``duplicate`` and the highest
 Per-hotkey series exist only for registered hotkeys (trusted validators for the validator
 role), so a throwaway key cannot create series.
 
-The refresh reads both kinds of runs itself (two reads per role, in a background loop), so it
-does not depend on the aggregation pipeline's cache. ``NetworkInputsCollector`` turns "no runs",
+The neurons' runs come from the network refresher's cache (``neuron_runs``: the same runs the
+views were built from, no second read of the store); our runs are read here, one read per role
+per interval. Our validators' verified runs are also the strict reading's v2 content
+(:meth:`AttestationRefresher.envelope`). ``NetworkInputsCollector`` turns "no runs",
 "no trust source" and "store unreadable" into ``opencompute_network_input_ok{check}``, a failed
 collector (``/health`` degraded) and one log line per change.
 """
@@ -37,6 +39,8 @@ from exporters.core.collector import SubCollector
 from exporters.core.signing import Outcome, verify_run
 from exporters.core.state.base import RunRecord, StoreError
 from exporters.core.state.naming import exporter_run_name
+from exporters.subnet.trust import verified_run
+from exporters.subnet.views import VerifiedRun
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +96,23 @@ class AttestationRefresher:
         netuid: int,
         max_run_age: float | None = 86400.0,
         clock: Callable[[], float] = time.time,
+        neuron_runs: Callable[[str], list[RunRecord]] | None = None,
     ) -> None:
         self.store = store
+        # role -> the neurons' runs; None: read them from the store (standalone use, tests)
+        self._neuron_runs = neuron_runs
+        self._envelopes: dict[str, VerifiedRun] = {}
         self.netuid = netuid
         self.max_run_age = max_run_age
         self._registered = registered  # () -> (trusted validators, hotkey -> uid or None)
         self._clock = clock
         self._lock = threading.Lock()
         self._current = Attestation()
+
+    def envelope(self, hotkey: str) -> VerifiedRun | None:
+        """Our validator exporter's signed run for ``hotkey`` (as of the last refresh), for the
+        strict reading's v2 content binding (:class:`~exporters.network.refresh.NetworkRefresher`)."""
+        return self._envelopes.get(hotkey)
 
     @property
     def current(self) -> Attestation:
@@ -132,7 +145,8 @@ class AttestationRefresher:
         return True
 
     def _role(self, role: str, now: float) -> tuple[dict, dict, dict, dict]:
-        neuron = self._neuron_fields(role, self.store.read_runs(role, self.netuid), now)
+        published = self._neuron_runs(role) if self._neuron_runs else self.store.read_runs(role, self.netuid)
+        neuron = self._neuron_fields(role, published, now)
         exporter_runs = getattr(self.store, "read_exporter_runs", None)
         records = exporter_runs(role, self.netuid) if callable(exporter_runs) else []
         ours, statuses = self._exporter_fields(role, records, now)
@@ -194,6 +208,7 @@ class AttestationRefresher:
     ) -> tuple[dict[str, dict[str, Any]], Counter[str]]:
         statuses: Counter[str] = Counter()
         best: dict[str, tuple[int, dict[str, Any]]] = {}
+        envelopes: dict[str, VerifiedRun] = {}
         for record in records:
             result = self._verify(record, role, now)
             if result.outcome is not Outcome.VALID_V2 or not result.hotkey:
@@ -210,6 +225,11 @@ class AttestationRefresher:
             else:
                 statuses["valid"] += 1
             best[result.hotkey] = (seq, _fields(role, result.payload))
+            run = verified_run(record, role, result)
+            if run is not None:
+                envelopes[result.hotkey] = run
+        if role == "validator":
+            self._envelopes = envelopes  # swapped whole: readers see one refresh or the next
         return {hk: fields for hk, (_, fields) in best.items()}, statuses
 
 

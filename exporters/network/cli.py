@@ -202,7 +202,9 @@ def _attestation(
         registered,
         netuid=int(values.get("netuid", 27)),
         max_run_age=float(values.get("network_max_run_age") or 86400.0),
+        neuron_runs=refresher.records,  # the runs the views were built from: no second read
     )
+    refresher.envelope_lookup = attestation.envelope  # the strict reading binds our own runs
     interval = float(values.get("network_validator_refresh_interval") or 300.0)
     loops.append(Loop("attestation", interval, attestation.refresh))
     collectors.append(AttestationCollector(attestation))

@@ -194,6 +194,12 @@ class NetworkRefresher:
         self._snapshot = Snapshot.empty(netuid)
         self._validator_views: _ValidatorViews | None = None
 
+    def records(self, role: str) -> list[RunRecord]:
+        """The runs of ``role`` as last read (the cache the snapshot was built from), so other
+        views (attestation) compare against the same runs without reading the store again."""
+        with self._lock:
+            return list(self._roles[role].records.values())
+
     @property
     def snapshot(self) -> Snapshot:
         """The current snapshot; reading the attribute is atomic, the object never changes."""
@@ -359,7 +365,9 @@ class NetworkRefresher:
             _frozen(views.stats_view(net.trusted, issues, crashes, self._stats_memo)),
         )
         accepted = self._roles["validator"].verified.accepted
-        chosen = views.strict_runs(accepted, self.envelope_lookup or _newest_envelopes(accepted))
+        chosen = views.strict_runs(
+            accepted, _first_envelope(self.envelope_lookup, _newest_envelopes(accepted))
+        )
         strict = divergence.Views(
             views.allocation_view(chosen, vset.uids),
             views.penalty_view(chosen, self.penalty_authorities),
@@ -431,6 +439,16 @@ def _newest_envelopes(runs: Iterable[views.VerifiedRun]) -> views.EnvelopeLookup
         if run.timestamp >= newest.get(run.hotkey, run).timestamp:
             newest[run.hotkey] = run
     return newest.get
+
+
+def _first_envelope(*lookups: views.EnvelopeLookup | None) -> views.EnvelopeLookup:
+    """Our exporter's own signed run first (``envelope_lookup``), else an envelope in the neuron's run."""
+    found = [lookup for lookup in lookups if lookup is not None]
+
+    def envelope_of(hotkey: str) -> views.VerifiedRun | None:
+        return next((run for lookup in found if (run := lookup(hotkey)) is not None), None)
+
+    return envelope_of
 
 
 class TimedRefresh:

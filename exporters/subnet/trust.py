@@ -504,7 +504,7 @@ def verify_runs(
         if check.outcome == Outcome.REJECTED:
             result.rejected[record.run_id] = bounded_reason(check.reason)
             continue
-        run = _verified(record, role, check)
+        run = verified_run(record, role, check)
         if run is None:
             result.rejected[record.run_id] = "non_json"
             continue
@@ -534,7 +534,8 @@ def _claimed_hotkey(record: RunRecord) -> str | None:
     return claimed if isinstance(claimed, str) else None
 
 
-def _verified(record: RunRecord, role: str, check: Any) -> VerifiedRun | None:
+def verified_run(record: RunRecord, role: str, check: Any) -> VerifiedRun | None:
+    """The views' form of a run whose signature check passed (None when it carries no payload)."""
     from exporters.core.signing import Outcome
 
     v2 = check.outcome == Outcome.VALID_V2

@@ -128,3 +128,63 @@ def test_an_empty_store_without_trust_is_degraded_on_health_in_a_metric_and_one_
     assert not scraper.status.ok and scraper.status.failed == ["network_health"]  # /health: degraded
     degraded = [r for r in caplog.records if "degraded" in r.getMessage() and r.levelno == logging.WARNING]
     assert len(degraded) == 1  # once per change, not once per scrape
+
+
+def test_fed_the_refreshers_runs_it_reads_only_our_runs_and_serves_our_validators_envelope(tmp_path):
+    clock = Clock()
+    store = SQLiteStateStore(str(tmp_path / "state.db"), clock=clock)
+    publish(
+        store,
+        tmp_path,
+        VALIDATOR,
+        "validator",
+        {"allocated_hotkeys": ["5Renter"], "stats": {}},
+        clock,
+        neuron=True,
+    )
+    signed = {"allocated_hotkeys": [MINER.ss58_address], "stats": {}}
+    publish(store, tmp_path, VALIDATOR, "validator", signed, clock, neuron=False)
+    neuron_runs = {
+        role: store.read_runs(role, 27) for role in ("validator", "miner")
+    }  # the refresher's cache
+    uids = {VALIDATOR.ss58_address: 0}
+    refresher = AttestationRefresher(
+        store,
+        lambda: (frozenset({VALIDATOR.ss58_address}), uids),
+        netuid=27,
+        max_run_age=None,
+        clock=clock,
+        neuron_runs=neuron_runs.__getitem__,
+    )
+    before = store.request_counts().get("read", 0)
+    assert refresher.refresh()
+    assert store.request_counts()["read"] == before + 2  # our runs of each role; the neurons' not again
+    samples, _ = scrape(AttestationCollector(refresher))
+    key = (("field", "allocated_hotkeys"), ("hotkey", VALIDATOR.ss58_address), ("role", "validator"))
+    assert samples[("opencompute_network_attestation_match", key)] == 0
+    envelope = refresher.envelope(VALIDATOR.ss58_address)
+    assert envelope is not None and envelope.signature == "v2"
+    assert list(envelope.payload["allocated_hotkeys"]) == [MINER.ss58_address]  # what our exporter signed
+    assert refresher.envelope(MINER.ss58_address) is None
+
+
+def test_the_network_exporter_shares_its_runs_with_the_attestation_and_binds_the_strict_reading():
+    from exporters.network import cli
+    from exporters.network.simulate import MemoryStateStore
+
+    parts = cli.build_exporter({}, store=MemoryStateStore(), source=None)
+    assert parts.attestation is not None
+    assert parts.refresher.envelope_lookup == parts.attestation.envelope
+    assert parts.attestation._neuron_runs == parts.refresher.records
+
+
+def test_the_strict_reading_prefers_our_own_run_then_an_envelope_in_the_neurons_run():
+    from exporters.network.refresh import _first_envelope
+    from exporters.subnet.views import VerifiedRun
+
+    ours = VerifiedRun("r1", "validator", "A", {"stats": {}})
+    in_neuron = VerifiedRun("r2", "validator", "A", {"stats": {}})
+    other = VerifiedRun("r3", "validator", "B", {"stats": {}})
+    lookup = _first_envelope({"A": ours}.get, {"A": in_neuron, "B": other}.get)
+    assert lookup("A") is ours and lookup("B") is other and lookup("C") is None
+    assert _first_envelope(None, {"B": other}.get)("B") is other
