@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from bittensor_core import Keypair
-from fakes.wandb_graphql import FakeWandbGraphQL, read_offline_run
+from fakes.wandb_graphql import read_offline_run
 
 from exporters.core.config import ConfigError
 from exporters.core.publish import Publisher
@@ -20,14 +20,6 @@ PROJECT = "neuralinternet/opencompute"
 KEY = "k" * 40  # any key: the fake accepts every credential
 ALICE = Keypair.create_from_uri("//Alice")
 BOB = Keypair.create_from_uri("//Bob")
-
-
-@pytest.fixture
-def fake():
-    server = FakeWandbGraphQL()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(autouse=True)

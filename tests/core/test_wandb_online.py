@@ -31,14 +31,6 @@ MINER = Keypair.create_from_uri("//Bob")
 NI = "5GmvyePN9aYErXBBhBnxZKGoGk4LKZApE4NkaSzW62CYCYNA"
 
 
-@pytest.fixture
-def fake():
-    server = FakeWandbGraphQL()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def online_env(tmp_path, monkeypatch, fake):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
